@@ -1,0 +1,149 @@
+// Package config holds the configuration of the iphttps daemons: defaults,
+// TOML files (unknown keys are errors), and command-line flags, which win
+// over the file. A flag is named like its TOML key with "-" for "_".
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+)
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"log_level"`
+	Format string `toml:"log_format"`
+}
+
+// Server is the configuration of `iphttps server`.
+type Server struct {
+	Listen                string        `toml:"listen"`
+	Path                  string        `toml:"path"`
+	Cert                  string        `toml:"cert"`
+	Key                   string        `toml:"key"`
+	SelfSigned            string        `toml:"self_signed"`
+	AuthMode              string        `toml:"auth_mode"`
+	ClientCA              string        `toml:"client_ca"`
+	Prefix                string        `toml:"prefix"`
+	HostAddress           string        `toml:"host_address"`
+	Routes                []string      `toml:"route"`
+	AdvertiseDefaultRoute bool          `toml:"advertise_default_route"`
+	Interface             string        `toml:"interface"`
+	PlainHTTP             bool          `toml:"plain_http"`
+	ServerHeader          string        `toml:"server_header"`
+	IsolateClients        bool          `toml:"isolate_clients"`
+	MaxClients            int           `toml:"max_clients"`
+	ControlSocket         string        `toml:"control_socket"`
+	Offload               string        `toml:"offload"`
+	TLSMinVersion         string        `toml:"tls_min_version"`
+	HandshakeTimeout      time.Duration `toml:"handshake_timeout"`
+	RAInterval            time.Duration `toml:"ra_interval"`
+	SetForwarding         bool          `toml:"set_forwarding"`
+	Log
+}
+
+// DefaultServer returns the server defaults.
+func DefaultServer() Server {
+	return Server{
+		Listen:           ":443",
+		Path:             "/IPHTTPS",
+		AuthMode:         "none",
+		Interface:        "iphttps-srv",
+		ServerHeader:     "Microsoft-HTTPAPI/2.0",
+		MaxClients:       10000,
+		Offload:          "auto",
+		TLSMinVersion:    "1.2",
+		HandshakeTimeout: 10 * time.Second,
+		RAInterval:       200 * time.Second,
+		SetForwarding:    true,
+		Log:              Log{Level: "info", Format: "text"},
+	}
+}
+
+// Client is the configuration of `iphttps client`.
+type Client struct {
+	URL                string        `toml:"url"`
+	CA                 string        `toml:"ca"`
+	Cert               string        `toml:"cert"`
+	Key                string        `toml:"key"`
+	Interface          string        `toml:"interface"`
+	Routes             []string      `toml:"route"`
+	AcceptDefaultRoute bool          `toml:"accept_default_route"`
+	ReconnectInitial   time.Duration `toml:"reconnect_initial"`
+	ReconnectMax       time.Duration `toml:"reconnect_max"`
+	ReconnectJitter    float64       `toml:"reconnect_jitter"`
+	ConnectTimeout     time.Duration `toml:"connect_timeout"`
+	RATimeout          time.Duration `toml:"ra_timeout"`
+	NameRule           string        `toml:"name_rule"`
+	AllowIPLiteral     bool          `toml:"allow_ip_literal"`
+	AllowPlainHTTP     bool          `toml:"allow_plain_http"`
+	ControlSocket      string        `toml:"control_socket"`
+	Offload            string        `toml:"offload"`
+	Log
+}
+
+// DefaultClient returns the client defaults; the reconnect timer is the one
+// [MS-IPHTTPS] 3.1.2.1 specifies (30 s, then the time since the first
+// failure, at most 15 minutes).
+func DefaultClient() Client {
+	return Client{
+		Interface:          "iphttps0",
+		AcceptDefaultRoute: true,
+		ReconnectInitial:   30 * time.Second,
+		ReconnectMax:       15 * time.Minute,
+		ReconnectJitter:    0.1,
+		ConnectTimeout:     20 * time.Second,
+		RATimeout:          10 * time.Second,
+		NameRule:           "windows",
+		Offload:            "auto",
+		Log:                Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the TOML file at path into a copy of base and returns it; keys
+// the file does not know are an error naming them.
+func Load[T any](path string, base T) (T, error) {
+	md, err := toml.DecodeFile(path, &base)
+	if err != nil {
+		return base, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return base, fmt.Errorf("config %s: unknown key(s) %s", path, strings.Join(keys, ", "))
+	}
+	return base, nil
+}
+
+// Merge resolves file and flag values: cur holds the flag-bound values (flags
+// parsed over the defaults); for every field whose flag was not given on the
+// command line, the value from file wins. Fields are matched to flags by
+// their TOML key with "_" replaced by "-".
+func Merge[T any](cur *T, file T, fs *pflag.FlagSet) {
+	merge(reflect.ValueOf(cur).Elem(), reflect.ValueOf(file), fs)
+}
+
+func merge(dst, src reflect.Value, fs *pflag.FlagSet) {
+	t := dst.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			merge(dst.Field(i), src.Field(i), fs)
+			continue
+		}
+		key := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if key == "" || key == "-" {
+			continue
+		}
+		if fl := fs.Lookup(strings.ReplaceAll(key, "_", "-")); fl != nil && fl.Changed {
+			continue
+		}
+		dst.Field(i).Set(src.Field(i))
+	}
+}

@@ -1,0 +1,47 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestMergeFlagsWinOverFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte("url = \"https://da.example.test/IPHTTPS\"\ninterface = \"fromfile0\"\nreconnect_initial = \"5s\"\nroute = [\"2001:db8:c0::/64\"]\nlog_level = \"debug\"\n"), 0o644)
+	cur := DefaultClient()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.StringVar(&cur.Interface, "interface", cur.Interface, "")
+	fs.DurationVar(&cur.ReconnectInitial, "reconnect-initial", cur.ReconnectInitial, "")
+	fs.StringVar(&cur.Level, "log-level", cur.Level, "")
+	if err := fs.Parse([]string{"--interface", "flag0"}); err != nil {
+		t.Fatal(err)
+	}
+	file, err := Load(p, DefaultClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	Merge(&cur, file, fs)
+	if cur.Interface != "flag0" {
+		t.Errorf("flag lost: interface=%q", cur.Interface)
+	}
+	if cur.ReconnectInitial != 5*time.Second || cur.URL != "https://da.example.test/IPHTTPS" || len(cur.Routes) != 1 || cur.Level != "debug" {
+		t.Errorf("file values lost: %+v", cur)
+	}
+	if cur.ReconnectMax != 15*time.Minute {
+		t.Errorf("default lost: %v", cur.ReconnectMax)
+	}
+}
+
+func TestUnknownKey(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte("prefx = \"2001:db8:1::/64\"\n"), 0o644)
+	_, err := Load(p, DefaultServer())
+	if err == nil || !strings.Contains(err.Error(), "prefx") {
+		t.Fatalf("want an error naming the unknown key, got %v", err)
+	}
+}

@@ -1,0 +1,153 @@
+// Package netcfg configures the kernel side of an IP-HTTPS interface through
+// netlink and sysctls: link state, addresses with lifetimes, routes.
+package netcfg
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// addrGenModeNone stops the kernel from making its own link-local address:
+// the IP-HTTPS link engine configures addresses itself.
+const addrGenModeNone = 1
+
+// SetSysctl writes value to /proc/sys/<key>, with key in dotted form
+// (net.ipv6.conf.all.forwarding).
+func SetSysctl(key, value string) error {
+	p := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	return nil
+}
+
+// Sysctl reads /proc/sys/<key>.
+func Sysctl(key string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")))
+	if err != nil {
+		return "", fmt.Errorf("sysctl %s: %w", key, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// PrepareLink readies a freshly created tunnel device: no kernel router
+// discovery or address generation on it (iphttps does that itself), the MTU,
+// and the link up.
+func PrepareLink(name string, mtu int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil {
+		return fmt.Errorf("%s: disable kernel address generation: %w", name, err)
+	}
+	for _, kv := range [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"disable_ipv6", "0"}} {
+		if err := SetSysctl("net.ipv6.conf."+name+"."+kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		return fmt.Errorf("%s: set MTU %d: %w", name, mtu, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s: set up: %w", name, err)
+	}
+	return nil
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func lifetime(d time.Duration) int {
+	if d <= 0 || d >= 0xffffffff*time.Second {
+		return 0 // forever (netlink treats 0 as "not set" and uses infinity)
+	}
+	return int(d / time.Second)
+}
+
+// AddAddr adds (or refreshes) addr on the device without duplicate address
+// detection (the link engine already did it on the IP-HTTPS link) and
+// without a prefix route. Zero lifetimes mean forever.
+func AddAddr(dev string, addr netip.Prefix, valid, preferred time.Duration) error {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	a := &netlink.Addr{
+		IPNet:       ipnet(addr),
+		Flags:       unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE,
+		ValidLft:    lifetime(valid),
+		PreferedLft: lifetime(preferred),
+	}
+	if a.ValidLft != 0 && a.PreferedLft == 0 {
+		a.PreferedLft = a.ValidLft
+	}
+	if err := netlink.AddrReplace(link, a); err != nil {
+		return fmt.Errorf("add address %s to %s: %w", addr, dev, err)
+	}
+	return nil
+}
+
+// DelAddr removes addr from the device; a missing address is not an error.
+func DelAddr(dev string, addr netip.Prefix) error {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	err = netlink.AddrDel(link, &netlink.Addr{IPNet: ipnet(addr)})
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("remove address %s from %s: %w", addr, dev, err)
+	}
+	return nil
+}
+
+// ReplaceRoute routes dst through the device.
+func ReplaceRoute(dev string, dst netip.Prefix) error {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipnet(dst), Protocol: unix.RTPROT_STATIC}
+	if err := netlink.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s via %s: %w", dst, dev, err)
+	}
+	return nil
+}
+
+// DelRoute removes the route to dst through the device, if present.
+func DelRoute(dev string, dst netip.Prefix) error {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	err = netlink.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipnet(dst)})
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("remove route %s via %s: %w", dst, dev, err)
+	}
+	return nil
+}
+
+// RouteTo reports the route the kernel would use to reach dst (its device
+// name), to avoid a default route through the tunnel capturing the tunnel's
+// own outer connection.
+func RouteTo(dst netip.Addr) (string, error) {
+	rs, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil || len(rs) == 0 {
+		return "", fmt.Errorf("no route to %s: %w", dst, err)
+	}
+	l, err := netlink.LinkByIndex(rs[0].LinkIndex)
+	if err != nil {
+		return "", err
+	}
+	return l.Attrs().Name, nil
+}

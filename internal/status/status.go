@@ -1,0 +1,74 @@
+// Package status is the state a running iphttps daemon reports: the fields
+// Windows shows for an IP-HTTPS interface (role, URL, last error code,
+// interface status) plus iphttps' own (state, addresses, counters, clients).
+package status
+
+import (
+	"sync"
+	"time"
+)
+
+// Interface is the status of one IP-HTTPS interface, client or server.
+type Interface struct {
+	Name            string            `json:"name"`   // "IPHTTPSInterface"
+	Source          string            `json:"source"` // configuration source shown in the netsh header
+	Device          string            `json:"device"` // the TUN device on Linux
+	Role            string            `json:"role"`   // "client" or "server"
+	URL             string            `json:"url"`
+	State           string            `json:"state"` // client: Enabled, LinkDown, Established, LinkUp; server: Listen, Stopped
+	LastErrorCode   uint32            `json:"last_error_code"`
+	LastError       string            `json:"last_error,omitempty"`
+	InterfaceStatus string            `json:"interface_status"`
+	Since           time.Time         `json:"since"`
+	NextRetry       time.Time         `json:"next_retry,omitzero"`
+	Prefix          string            `json:"prefix,omitempty"`
+	Addresses       []string          `json:"addresses,omitempty"`
+	Routes          []string          `json:"routes,omitempty"`
+	Server          string            `json:"server,omitempty"` // client: the server's remote address in use
+	AuthMode        string            `json:"auth_mode,omitempty"`
+	PID             int               `json:"pid"`
+	Counters        map[string]uint64 `json:"counters,omitempty"`
+	Clients         []Client          `json:"clients,omitempty"`
+}
+
+// Client is one connected client as the server sees it.
+type Client struct {
+	Remote    string    `json:"remote"`
+	Subject   string    `json:"subject,omitempty"`
+	Addresses []string  `json:"addresses,omitempty"`
+	Since     time.Time `json:"since"`
+	BytesIn   uint64    `json:"bytes_in"`
+	BytesOut  uint64    `json:"bytes_out"`
+	PktsIn    uint64    `json:"packets_in"`
+	PktsOut   uint64    `json:"packets_out"`
+}
+
+// Holder guards an Interface that one goroutine updates and others read.
+type Holder struct {
+	mu sync.Mutex
+	v  Interface
+}
+
+// Update applies fn to the held value under the lock.
+func (h *Holder) Update(fn func(*Interface)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(&h.v)
+}
+
+// Get returns a copy of the held value (slices and maps are copied too).
+func (h *Holder) Get() Interface {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := h.v
+	v.Addresses = append([]string(nil), h.v.Addresses...)
+	v.Routes = append([]string(nil), h.v.Routes...)
+	v.Clients = append([]Client(nil), h.v.Clients...)
+	if h.v.Counters != nil {
+		v.Counters = make(map[string]uint64, len(h.v.Counters))
+		for k, c := range h.v.Counters {
+			v.Counters[k] = c
+		}
+	}
+	return v
+}
