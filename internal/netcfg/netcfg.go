@@ -76,18 +76,22 @@ func lifetime(d time.Duration) int {
 }
 
 // AddAddr adds (or refreshes) addr on the device without duplicate address
-// detection (the link engine already did it on the IP-HTTPS link) and
-// without a prefix route. Zero lifetimes mean forever.
-func AddAddr(dev string, addr netip.Prefix, valid, preferred time.Duration) error {
+// detection (the link engine already did it on the IP-HTTPS link). With
+// prefixRoute the kernel also routes addr's prefix to the device; iphttps
+// installs its other routes itself. Zero lifetimes mean forever.
+func AddAddr(dev string, addr netip.Prefix, valid, preferred time.Duration, prefixRoute bool) error {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", dev, err)
 	}
 	a := &netlink.Addr{
 		IPNet:       ipnet(addr),
-		Flags:       unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE,
+		Flags:       unix.IFA_F_NODAD,
 		ValidLft:    lifetime(valid),
 		PreferedLft: lifetime(preferred),
+	}
+	if !prefixRoute {
+		a.Flags |= unix.IFA_F_NOPREFIXROUTE
 	}
 	if a.ValidLft != 0 && a.PreferedLft == 0 {
 		a.PreferedLft = a.ValidLft

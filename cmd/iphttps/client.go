@@ -1,0 +1,140 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/config"
+	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/pki"
+	"github.com/iphttps/iphttps/internal/tundev"
+)
+
+func newClientCmd() *cobra.Command {
+	cfg := config.DefaultClient()
+	var file string
+	cmd := &cobra.Command{
+		Use:   "client [URL]",
+		Short: "Connect to an IP-HTTPS server and keep the tunnel up",
+		Long: `Connect to an IP-HTTPS server and bring up a tunnel interface (TUN, MTU 1280). The client
+solicits the server's router advertisement, forms its address from the advertised /64 after
+duplicate address detection, and installs routes to the prefix, to every route the server
+advertises, and to --route prefixes. It keeps the tunnel up: after a failure it retries with
+the [MS-IPHTTPS] timer (30 s, then the time since the first failure, at most 15 min).
+
+The server certificate is checked the way Windows checks it: the chain must end in a trusted
+root (system roots, or --ca), and the subject CN must be the URL's host name (--name-rule
+standard checks the subject alternative names instead). The URL must name the host; an IP
+literal is refused with 0x4be, as Windows does.
+
+On SIGINT or SIGTERM the interface, its addresses and routes are removed.`,
+		Example: `  iphttps client https://da.example.com/IPHTTPS
+  iphttps client https://da.example.test/IPHTTPS --ca /etc/iphttps/ca.pem --route 2001:db8:c0::/48
+  iphttps client --config /etc/iphttps/client.toml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				fc, err := config.Load(file, config.DefaultClient())
+				if err != nil {
+					return err
+				}
+				config.Merge(&cfg, fc, cmd.Flags())
+			}
+			if len(args) == 1 {
+				cfg.URL = args[0]
+			}
+			log, err := newLogger(cfg.Log)
+			if err != nil {
+				return err
+			}
+			o, err := clientOptions(cfg)
+			if err != nil {
+				return err
+			}
+			o.Log = log
+			return client.New(o).Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "config", "c", "", "TOML configuration file (url = \"https://...\" and the flags' keys)")
+	f.StringVar(&cfg.CA, "ca", "", "CA bundle (PEM) to trust instead of the system roots")
+	f.StringVar(&cfg.Cert, "cert", "", "client certificate (PEM), for servers in authentication mode certificates")
+	f.StringVar(&cfg.Key, "key", "", "private key of the client certificate (PEM)")
+	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the tunnel (TUN) device")
+	f.StringSliceVar(&cfg.Routes, "route", nil, "extra prefix to route through the tunnel (repeatable)")
+	f.BoolVar(&cfg.AcceptDefaultRoute, "accept-default-route", cfg.AcceptDefaultRoute, "install a default route when the server advertises itself as default router")
+	f.DurationVar(&cfg.ReconnectInitial, "reconnect-initial", cfg.ReconnectInitial, "first wait of the reconnect timer")
+	f.DurationVar(&cfg.ReconnectMax, "reconnect-max", cfg.ReconnectMax, "longest wait of the reconnect timer")
+	f.Float64Var(&cfg.ReconnectJitter, "reconnect-jitter", cfg.ReconnectJitter, "random spread of reconnect waits, as a fraction (0.1 = ±10%)")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "time allowed to connect, for TLS, and for the server's answer")
+	f.DurationVar(&cfg.RATimeout, "ra-timeout", cfg.RATimeout, "time allowed for a router advertisement with a prefix once connected")
+	f.StringVar(&cfg.NameRule, "name-rule", cfg.NameRule, "server certificate name check: windows (subject CN = host) or standard (SAN)")
+	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
+	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS: only on a trusted network)")
+	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
+	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
+	addLogFlags(cmd, &cfg.Log)
+	return cmd
+}
+
+func clientOptions(cfg config.Client) (client.Options, error) {
+	o := client.Options{
+		Interface:          cfg.Interface,
+		AcceptDefaultRoute: cfg.AcceptDefaultRoute,
+		Backoff:            client.Backoff{Initial: cfg.ReconnectInitial, Max: cfg.ReconnectMax, Jitter: cfg.ReconnectJitter},
+		ConnectTimeout:     cfg.ConnectTimeout,
+		RATimeout:          cfg.RATimeout,
+		ControlSocket:      cfg.ControlSocket,
+	}
+	if o.ControlSocket == "" {
+		o.ControlSocket = control.SocketPath("client", cfg.Interface)
+	}
+	if cfg.ReconnectInitial <= 0 || cfg.ReconnectMax < cfg.ReconnectInitial {
+		return o, fmt.Errorf("reconnect timer: want 0 < reconnect_initial <= reconnect_max (got %v, %v)", cfg.ReconnectInitial, cfg.ReconnectMax)
+	}
+	if cfg.ReconnectJitter < 0 || cfg.ReconnectJitter > 0.5 {
+		return o, fmt.Errorf("reconnect_jitter %v: want 0 to 0.5", cfg.ReconnectJitter)
+	}
+	var err error
+	if o.Offload, err = tundev.ParseOffload(cfg.Offload); err != nil {
+		return o, err
+	}
+	for _, r := range cfg.Routes {
+		p, err := netip.ParsePrefix(r)
+		if err != nil || !p.Addr().Is6() {
+			return o, fmt.Errorf("route %q: not an IPv6 prefix", r)
+		}
+		o.Routes = append(o.Routes, p.Masked())
+	}
+	if o.Target, err = client.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
+		return o, err
+	}
+	if !o.Target.HTTPS {
+		return o, nil
+	}
+	var roots *x509.CertPool
+	if cfg.CA != "" {
+		if roots, err = pki.LoadPool(cfg.CA); err != nil {
+			return o, fmt.Errorf("ca: %w", err)
+		}
+	}
+	var certs []tls.Certificate
+	if cfg.Cert != "" || cfg.Key != "" {
+		c, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
+		if err != nil {
+			return o, fmt.Errorf("client certificate (cert %q, key %q): %w", cfg.Cert, cfg.Key, err)
+		}
+		certs = append(certs, c)
+	}
+	rule, err := client.ParseNameRule(cfg.NameRule)
+	if err != nil {
+		return o, err
+	}
+	o.TLS = client.TLSConfig(o.Target.Host, roots, rule, certs, nil)
+	return o, nil
+}

@@ -1,0 +1,39 @@
+package client
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff is the reconnect timer of [MS-IPHTTPS] 3.1.2.1: the first failure
+// starts it with Initial (30 s); after each later failure the wait is the time
+// elapsed since the first failure, at most Max (15 min), so waits roughly
+// double. A success resets it. Jitter spreads the reconnects of many clients
+// (a fraction, e.g. 0.1 = ±10 %).
+type Backoff struct {
+	Initial, Max time.Duration
+	Jitter       float64
+
+	start   time.Time
+	running bool
+}
+
+// Next returns how long to wait after a failure at now.
+func (b *Backoff) Next(now time.Time) time.Duration {
+	d := b.Initial
+	if !b.running {
+		b.running, b.start = true, now
+	} else if e := now.Sub(b.start); e > d {
+		d = e
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	if b.Jitter > 0 {
+		d += time.Duration((rand.Float64()*2 - 1) * b.Jitter * float64(d))
+	}
+	return d
+}
+
+// Reset is called after a successful connection.
+func (b *Backoff) Reset() { b.running = false }

@@ -1,0 +1,232 @@
+// Package client is the IP-HTTPS client: it keeps an HTTPS connection to the
+// server up (reconnecting with the spec's timer), runs the host side of the
+// link (router solicitation, address autoconfiguration with duplicate address
+// detection, routes), and moves packets between the TUN device and the
+// connection in batches.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/netcfg"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/winerr"
+	"github.com/iphttps/iphttps/internal/wire"
+)
+
+// LinkMTU is the IP-HTTPS link MTU ([MS-IPHTTPS] 3.1.5.2).
+const LinkMTU = 1280
+
+// Options is a validated client configuration.
+type Options struct {
+	Target             Target
+	TLS                *tls.Config // nil for plain HTTP
+	Interface          string
+	Routes             []netip.Prefix
+	AcceptDefaultRoute bool
+	Backoff            Backoff
+	ConnectTimeout     time.Duration
+	RATimeout          time.Duration
+	Offload            tundev.Offload
+	ControlSocket      string
+	Log                *slog.Logger
+}
+
+type counters struct {
+	pktsUp, bytesUp, pktsDown, bytesDown       atomic.Uint64
+	dropLinkDown, dropOutboxFull, dropBadFrame atomic.Uint64
+	tunWriteErrors, tunReadErrors, connects    atomic.Uint64
+	dropNotIPv6                                atomic.Uint64
+}
+
+// Client is a running IP-HTTPS client.
+type Client struct {
+	o   Options
+	log *slog.Logger
+	st  status.Holder
+	dev *tundev.Device
+	cur atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
+	c   counters
+	lk  link
+}
+
+// New prepares a client; nothing touches the system until Run.
+func New(o Options) *Client {
+	c := &Client{o: o, log: o.Log}
+	c.lk.init()
+	c.st.Update(func(s *status.Interface) {
+		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
+		s.Device, s.State, s.PID, s.Since = o.Interface, "Enabled", os.Getpid(), time.Now()
+		s.InterfaceStatus = winerr.StatusWaiting
+	})
+	return c
+}
+
+// Status reports the client's state.
+func (c *Client) Status() status.Interface {
+	s := c.st.Get()
+	s.Counters = map[string]uint64{
+		"packets_up": c.c.pktsUp.Load(), "bytes_up": c.c.bytesUp.Load(),
+		"packets_down": c.c.pktsDown.Load(), "bytes_down": c.c.bytesDown.Load(),
+		"drop_link_down": c.c.dropLinkDown.Load(), "drop_outbox_full": c.c.dropOutboxFull.Load(),
+		"drop_bad_frame": c.c.dropBadFrame.Load(), "drop_not_ipv6": c.c.dropNotIPv6.Load(),
+		"tun_write_errors": c.c.tunWriteErrors.Load(), "tun_read_errors": c.c.tunReadErrors.Load(),
+		"connects": c.c.connects.Load(),
+	}
+	return s
+}
+
+// Run keeps the tunnel up until ctx ends, then removes the TUN device (and with
+// it every address and route on it) and the control socket.
+func (c *Client) Run(ctx context.Context) error {
+	ctl, err := control.Listen(c.o.ControlSocket)
+	if err != nil {
+		return err
+	}
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- control.Serve(ctx, ctl, c.Status) }()
+	defer func() { ctl.Close(); <-ctlDone }()
+
+	if err := c.createInterface(ctx); err != nil {
+		return err
+	}
+	defer c.dev.Close()
+	upDone := make(chan struct{})
+	go func() { defer close(upDone); c.readTUN() }()
+	defer func() { c.dev.Close(); <-upDone }()
+
+	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.o.Interface, "offload", c.dev.Offloaded())
+	bo := c.o.Backoff
+	for ctx.Err() == nil {
+		wasUp, err := c.connect(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		c.fail(err)
+		wait := time.Duration(0)
+		if wasUp {
+			// A link that was up just ended: try again at once, then follow the timer.
+			bo.Reset()
+		} else {
+			wait = bo.Next(time.Now())
+		}
+		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
+		c.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "last_error", winerr.Hex(winerr.Classify(err)))
+		if !sleep(ctx, wait) {
+			break
+		}
+	}
+	c.log.Info("IP-HTTPS client stopping: removing the interface", "interface", c.o.Interface)
+	return nil
+}
+
+// createInterface makes the TUN device, retrying with the reconnect timer
+// while it cannot be created (status "Interface creation failure").
+func (c *Client) createInterface(ctx context.Context) error {
+	bo := c.o.Backoff
+	for {
+		dev, err := tundev.Create(c.o.Interface, LinkMTU, c.o.Offload)
+		if err == nil {
+			if err = netcfg.PrepareLink(c.o.Interface, LinkMTU); err == nil {
+				c.dev = dev
+				return nil
+			}
+			dev.Close()
+			err = winerr.New(winerr.InstallFailure, err)
+		}
+		c.fail(err)
+		wait := bo.Next(time.Now())
+		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
+		c.log.Error("cannot create the IP-HTTPS interface", "err", err, "retry_in", wait.Round(time.Second))
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// fail records err as the last error, as Windows does: the code stays until
+// the next success.
+func (c *Client) fail(err error) {
+	code := winerr.Classify(err)
+	if code == winerr.Success {
+		code = winerr.NoData
+	}
+	c.st.Update(func(s *status.Interface) {
+		s.LastErrorCode, s.InterfaceStatus = code, winerr.StatusFor(code)
+		s.LastError = err.Error()
+		if s.State != "Enabled" || code == winerr.DupName || code == winerr.InstallFailure {
+			s.State = "LinkDown"
+		}
+		s.Since = time.Now()
+	})
+	c.log.Warn(winerr.StatusFor(code), "code", winerr.Hex(code), "err", err)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// readTUN sends what the host routes into the tunnel to the live connection.
+func (c *Client) readTUN() {
+	batch := tundev.NewReadBatch(c.dev, LinkMTU)
+	for {
+		n, err := batch.Read(c.dev)
+		if ob := c.cur.Load(); ob == nil {
+			c.c.dropLinkDown.Add(uint64(n))
+		} else {
+			for i := 0; i < n; i++ {
+				p := batch.Packet(i)
+				switch err := ob.Append(p); {
+				case err == nil:
+					c.c.pktsUp.Add(1)
+					c.c.bytesUp.Add(uint64(len(p)))
+				case errors.Is(err, wire.ErrFull):
+					c.c.dropOutboxFull.Add(1)
+				case errors.Is(err, wire.ErrClosed):
+					c.c.dropLinkDown.Add(1)
+				default:
+					c.c.dropBadFrame.Add(1)
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			c.c.tunReadErrors.Add(1)
+			if !errors.Is(err, tun.ErrTooManySegments) {
+				c.log.Warn("TUN read failed", "err", err)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// serverIsIPv6 reports whether the outer connection runs over IPv6, in which
+// case a default route through the tunnel would capture it.
+func serverIsIPv6(conn net.Conn) bool {
+	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
+	return err == nil && ap.Addr().Unmap().Is6()
+}

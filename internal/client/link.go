@@ -1,0 +1,297 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/ndp"
+
+	"github.com/iphttps/iphttps/internal/netcfg"
+	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/winerr"
+	"github.com/iphttps/iphttps/internal/wire"
+)
+
+const (
+	dadWait     = time.Second     // RFC 4861 RetransTimer: wait for a defending NA
+	rsInterval  = 2 * time.Second // between router solicitations while none is answered
+	dadAttempts = 3               // fresh interface identifiers tried on conflicts
+)
+
+var (
+	allRouters = netip.MustParseAddr("ff02::2")
+	unspec     = netip.IPv6Unspecified()
+	defRoute   = netip.MustParsePrefix("::/0")
+)
+
+// link is the host side of the IP-HTTPS link. Its addresses and routes outlive
+// one connection, so sockets survive a reconnect; closing the TUN device at
+// exit removes them all.
+type link struct {
+	mu        sync.Mutex
+	llIID     [8]byte
+	gIID      [8]byte
+	ll        netip.Addr   // link-local address once configured
+	prefix    netip.Prefix // prefix of the global address once configured
+	addr      netip.Addr   // global address once configured
+	routes    []netip.Prefix
+	up        bool // this connection configured an address
+	llPending bool
+}
+
+func (l *link) init() {
+	newIID(&l.llIID)
+	newIID(&l.gIID)
+}
+
+func newIID(iid *[8]byte) {
+	rand.Read(iid[:])
+	iid[0] &^= 0x02 // RFC 4291 "u" bit clear: not derived from a hardware address
+}
+
+func withIID(p netip.Addr, iid [8]byte) netip.Addr {
+	b := p.As16()
+	copy(b[8:], iid[:])
+	return netip.AddrFrom16(b)
+}
+
+func (l *link) wasUp() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.up
+}
+
+// run brings the link up on a fresh connection: duplicate address detection for
+// the link-local address, router solicitation, then address and routes from
+// the router advertisement; afterwards it follows further advertisements. It
+// returns an error when no advertisement with a prefix comes in time (the KB's
+// "server has no IPv6 prefix published", 0x2AFC), nil when ctx ends.
+func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan ndp.Message, outerV6 bool) error {
+	l.mu.Lock()
+	l.up = false
+	l.mu.Unlock()
+	send := func(src, dst netip.Addr, m ndp.Message) {
+		pkt, err := packet.BuildICMPv6(src, dst, 255, m)
+		if err == nil {
+			err = ob.Append(pkt)
+		}
+		if err != nil {
+			c.log.Debug("cannot send ND message", "err", err)
+		}
+	}
+	ll := withIID(netip.MustParseAddr("fe80::"), l.llIID)
+	dad := func(target netip.Addr) {
+		sn, _ := ndp.SolicitedNodeMulticast(target)
+		send(unspec, sn, &ndp.NeighborSolicitation{TargetAddress: target})
+	}
+	dad(ll)
+	send(ll, allRouters, &ndp.RouterSolicitation{})
+	llTimer := time.NewTimer(dadWait)
+	defer llTimer.Stop()
+	rs := time.NewTicker(rsInterval)
+	defer rs.Stop()
+	deadline := time.NewTimer(c.o.RATimeout)
+	defer deadline.Stop()
+
+	var ra *ndp.RouterAdvertisement
+	for ra == nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline.C:
+			return winerr.Errorf(winerr.NoData, "connected, but no router advertisement with a /64 prefix came within %v: the server publishes no IPv6 prefix", c.o.RATimeout)
+		case <-rs.C:
+			send(ll, allRouters, &ndp.RouterSolicitation{})
+		case <-llTimer.C:
+			if err := l.setLinkLocal(c, ll); err != nil {
+				return err
+			}
+		case m := <-nd:
+			switch m := m.(type) {
+			case *ndp.RouterAdvertisement:
+				if _, ok := slaacPrefix(m); ok {
+					ra = m
+				}
+			case *ndp.NeighborAdvertisement:
+				if m.TargetAddress == ll {
+					c.log.Warn("link-local address in use on the link; choosing another", "addr", ll)
+					newIID(&l.llIID)
+					ll = withIID(netip.MustParseAddr("fe80::"), l.llIID)
+					dad(ll)
+					llTimer.Reset(dadWait)
+				}
+			}
+		}
+	}
+	if !llTimer.Stop() {
+		select {
+		case <-llTimer.C:
+		default:
+		}
+	}
+	if err := l.setLinkLocal(c, ll); err != nil {
+		return err
+	}
+	if err := l.apply(ctx, c, ra, nd, dad, outerV6, true); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.up = true
+	l.mu.Unlock()
+	c.st.Update(func(s *status.Interface) {
+		s.State, s.LastErrorCode, s.LastError = "LinkUp", winerr.Success, ""
+		s.InterfaceStatus, s.Since, s.NextRetry = winerr.StatusActive, time.Now(), time.Time{}
+	})
+	c.log.Info("IPHTTPS interface active", "address", l.addr, "prefix", l.prefix, "routes", l.routes)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-nd:
+			if ra, ok := m.(*ndp.RouterAdvertisement); ok {
+				if err := l.apply(ctx, c, ra, nd, dad, outerV6, false); err != nil {
+					c.log.Warn("router advertisement not applied", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (l *link) setLinkLocal(c *Client, ll netip.Addr) error {
+	if l.ll == ll {
+		return nil
+	}
+	if err := netcfg.AddAddr(c.o.Interface, netip.PrefixFrom(ll, 64), 0, 0, true); err != nil {
+		return winerr.New(winerr.InstallFailure, err)
+	}
+	if l.ll.IsValid() {
+		netcfg.DelAddr(c.o.Interface, netip.PrefixFrom(l.ll, 64))
+	}
+	l.ll = ll
+	return nil
+}
+
+// slaacPrefix returns the first /64 prefix the advertisement offers for
+// autoconfiguration.
+func slaacPrefix(ra *ndp.RouterAdvertisement) (*ndp.PrefixInformation, bool) {
+	for _, o := range ra.Options {
+		if pi, ok := o.(*ndp.PrefixInformation); ok && pi.AutonomousAddressConfiguration &&
+			pi.PrefixLength == 64 && pi.ValidLifetime > 0 && pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
+			return pi, true
+		}
+	}
+	return nil, false
+}
+
+// apply configures the address and routes an advertisement gives. On a new
+// connection (fresh) the address goes through duplicate address detection
+// again, which also registers it with the server.
+func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement, nd <-chan ndp.Message, dad func(netip.Addr), outerV6, fresh bool) error {
+	pi, ok := slaacPrefix(ra)
+	if !ok {
+		return fmt.Errorf("advertisement without a usable /64 prefix")
+	}
+	pfx := netip.PrefixFrom(pi.Prefix, 64).Masked()
+	dev := c.o.Interface
+	if l.prefix.IsValid() && l.prefix != pfx {
+		c.log.Info("the server's prefix changed; removing the old address", "old", l.prefix, "new", pfx)
+		netcfg.DelAddr(dev, netip.PrefixFrom(l.addr, 64))
+		l.prefix, l.addr = netip.Prefix{}, netip.Addr{}
+		fresh = true
+	}
+	addr := withIID(pfx.Addr(), l.gIID)
+	if fresh || !l.addr.IsValid() {
+		var err error
+		if addr, err = l.detectDuplicates(ctx, c, pfx, nd, dad); err != nil {
+			return err
+		}
+	}
+	if err := netcfg.AddAddr(dev, netip.PrefixFrom(addr, 64), pi.ValidLifetime, pi.PreferredLifetime, false); err != nil {
+		return winerr.New(winerr.InstallFailure, err)
+	}
+	l.prefix, l.addr = pfx, addr
+
+	want := []netip.Prefix{pfx}
+	for _, o := range ra.Options {
+		if ri, ok := o.(*ndp.RouteInformation); ok && ri.RouteLifetime > 0 {
+			want = append(want, netip.PrefixFrom(ri.Prefix, int(ri.PrefixLength)).Masked())
+		}
+	}
+	if ra.RouterLifetime > 0 && c.o.AcceptDefaultRoute {
+		want = append(want, defRoute)
+	}
+	want = append(want, c.o.Routes...)
+	var installed []netip.Prefix
+	for _, p := range want {
+		if slices.Contains(installed, p) {
+			continue
+		}
+		if p.Bits() == 0 && outerV6 {
+			c.log.Warn("not installing the advertised default route: the connection to the server runs over IPv6 and would be routed into the tunnel")
+			continue
+		}
+		if err := netcfg.ReplaceRoute(dev, p); err != nil {
+			c.log.Warn("cannot install route", "route", p, "err", err)
+			continue
+		}
+		installed = append(installed, p)
+	}
+	for _, p := range l.routes {
+		if !slices.Contains(installed, p) {
+			netcfg.DelRoute(dev, p)
+		}
+	}
+	l.routes = installed
+	addrs := []string{netip.PrefixFrom(addr, 64).String(), netip.PrefixFrom(l.ll, 64).String()}
+	routes := make([]string, len(installed))
+	for i, p := range installed {
+		routes[i] = p.String()
+	}
+	c.st.Update(func(s *status.Interface) { s.Prefix, s.Addresses, s.Routes = pfx.String(), addrs, routes })
+	return nil
+}
+
+// detectDuplicates runs duplicate address detection for the global address,
+// choosing a new interface identifier when the server defends the address
+// for another client.
+func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix, nd <-chan ndp.Message, dad func(netip.Addr)) (netip.Addr, error) {
+	for i := 0; i < dadAttempts; i++ {
+		addr := withIID(pfx.Addr(), l.gIID)
+		dad(addr)
+		t := time.NewTimer(dadWait)
+		conflict := false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return addr, ctx.Err()
+			case <-t.C:
+				break wait
+			case m := <-nd:
+				if na, ok := m.(*ndp.NeighborAdvertisement); ok && na.TargetAddress == addr {
+					conflict = true
+					t.Stop()
+					break wait
+				}
+			}
+		}
+		if !conflict {
+			return addr, nil
+		}
+		c.log.Warn("address in use by another client (duplicate address detection); choosing another", "addr", addr)
+		if l.addr == addr {
+			netcfg.DelAddr(c.o.Interface, netip.PrefixFrom(addr, 64))
+			l.addr = netip.Addr{}
+		}
+		newIID(&l.gIID)
+	}
+	return netip.Addr{}, winerr.Errorf(winerr.NoData, "duplicate address detection failed %d times on %s", dadAttempts, pfx)
+}

@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/ndp"
+
+	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/winerr"
+	"github.com/iphttps/iphttps/internal/wire"
+)
+
+const (
+	maxHead     = 8 << 10
+	readerSize  = 128 << 10
+	outboxLimit = 256 << 10
+	keepAlive   = 30 * time.Second
+)
+
+// connect makes one connection and runs it until it ends. wasUp tells whether
+// the link came all the way up (an address was configured).
+func (c *Client) connect(ctx context.Context) (bool, error) {
+	c.st.Update(func(s *status.Interface) { s.State, s.NextRetry = "LinkDown", time.Time{} })
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	c.c.connects.Add(1)
+	c.st.Update(func(s *status.Interface) { s.State, s.Server = "Established", conn.RemoteAddr().String() })
+
+	r, err := c.post(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+
+	// LinkUp: packets flow both ways; the link engine brings up addresses.
+	ob := wire.NewOutbox(outboxLimit)
+	sctx, cancel := context.WithCancel(ctx)
+	nd := make(chan ndp.Message, 16)
+	pumps := make(chan error, 2)
+	go func() { pumps <- c.receive(r, nd) }()
+	go func() { pumps <- ob.Run(conn) }()
+	c.cur.Store(ob)
+	engine := make(chan error, 1)
+	go func() { engine <- c.lk.run(sctx, c, ob, nd, serverIsIPv6(conn)) }()
+
+	pending := 2
+	select {
+	case err = <-engine:
+		// The link engine gave up (no prefix published), or ctx ended.
+		engine = nil
+	case err = <-pumps:
+		pending--
+		if err == nil {
+			err = errors.New("the server closed the connection")
+		}
+		err = fmt.Errorf("IP-HTTPS connection to %s lost: %w", conn.RemoteAddr(), err)
+	}
+	c.cur.Store(nil)
+	cancel()
+	ob.Close()
+	conn.Close()
+	for ; pending > 0; pending-- {
+		<-pumps
+	}
+	if engine != nil {
+		<-engine
+	}
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return c.lk.wasUp(), err
+}
+
+// dial opens TCP to the server and, for https, runs TLS with the Windows
+// checks. A server asking for a client certificate the client lacks gives
+// SEC_I_INCOMPLETE_CREDENTIALS (0x90320), as on Windows.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: keepAlive}
+	raw, err := d.DialContext(ctx, "tcp", c.o.Target.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", c.o.Target.Addr(), err)
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if c.o.TLS == nil {
+		return raw, nil
+	}
+	cfg := c.o.TLS.Clone()
+	var asked atomic.Bool
+	certs := cfg.Certificates
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		asked.Store(true)
+		if len(certs) > 0 {
+			return &certs[0], nil
+		}
+		return &tls.Certificate{}, nil
+	}
+	tconn := tls.Client(raw, cfg)
+	if err := tconn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, c.tlsError(err, asked.Load(), len(certs) > 0)
+	}
+	// In TLS 1.3 the server judges the client certificate after the client
+	// finished: keep the flag to explain a failure on the first read.
+	return &tlsConn{Conn: tconn, asked: &asked, haveCert: len(certs) > 0}, nil
+}
+
+type tlsConn struct {
+	*tls.Conn
+	asked    *atomic.Bool
+	haveCert bool
+}
+
+func (c *Client) tlsError(err error, asked, haveCert bool) error {
+	if asked && !haveCert {
+		return winerr.New(winerr.IncompleteCredentials,
+			fmt.Errorf("the server requires a client certificate (authentication mode certificates) and none is configured (--cert/--key): %w", err))
+	}
+	if code, ok := winerr.CodeOf(err); ok {
+		return winerr.New(code, fmt.Errorf("TLS with %s: %w", c.o.Target.Host, err))
+	}
+	return fmt.Errorf("TLS with %s: %w", c.o.Target.Host, err)
+}
+
+// post sends the IP-HTTPS request and reads the answer; it returns the reader
+// that holds any packet bytes that followed the head.
+func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) {
+	deadline := time.Now().Add(c.o.ConnectTimeout)
+	conn.SetDeadline(deadline)
+	defer conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	explain := func(err error) error {
+		if tc, ok := conn.(*tlsConn); ok {
+			return c.tlsError(err, tc.asked.Load(), tc.haveCert)
+		}
+		return err
+	}
+	head := wire.AppendRequest(nil, c.o.Target.Path, c.o.Target.Host)
+	if _, err := conn.Write(head); err != nil {
+		return nil, explain(fmt.Errorf("send the IP-HTTPS request: %w", err))
+	}
+	r := wire.NewReader(conn, readerSize)
+	resp, err := r.ReadResponse(maxHead)
+	if err != nil {
+		return nil, explain(fmt.Errorf("read the IP-HTTPS response: %w", err))
+	}
+	if resp.Status != http.StatusOK {
+		return nil, winerr.Errorf(winerr.NoData,
+			"the server answered %d %s to POST %s: the URL is not an IP-HTTPS endpoint there (wrong path, or IP-HTTPS disabled on the server)",
+			resp.Status, resp.Reason, c.o.Target.Path)
+	}
+	return r, nil
+}
+
+// receive moves the server's packets to the TUN device in batches, handing the
+// router and neighbor advertisements to the link engine.
+func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
+	w := tundev.NewWriter(c.dev, 64)
+	flush := func() {
+		if err := w.Flush(); err != nil {
+			c.c.tunWriteErrors.Add(1)
+		}
+	}
+	defer flush()
+	for {
+		pkt, err := r.Next()
+		if err != nil {
+			if errors.Is(err, wire.ErrNotIPv6) || errors.Is(err, wire.ErrJumbogram) {
+				c.c.dropNotIPv6.Add(1)
+			}
+			return err
+		}
+		c.c.pktsDown.Add(1)
+		c.c.bytesDown.Add(uint64(len(pkt)))
+		if typ, ok := packet.ICMPv6Type(pkt); ok && (typ == 134 || typ == 136) {
+			if m, err := packet.ParseND(pkt); err == nil {
+				select {
+				case nd <- m:
+				default:
+				}
+			}
+			continue
+		}
+		if err := w.Add(pkt); err != nil {
+			c.c.tunWriteErrors.Add(1)
+		}
+		if !r.HasPacket() {
+			flush()
+		}
+	}
+}

@@ -1,0 +1,299 @@
+// Package server is the IP-HTTPS server: it accepts HTTPS connections, answers
+// the IP-HTTPS POST, attaches each client to the link's router, and moves
+// packets between the clients and the host's IPv6 routing through a TUN device.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/netcfg"
+	"github.com/iphttps/iphttps/internal/router"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/winerr"
+)
+
+// counters of the server outside the router.
+type counters struct {
+	sessionsTotal, sessionsActive, handshakeFailures, refusedFull atomic.Uint64
+	badRequest, notFound, badMethod                               atomic.Uint64
+	dropNotIPv6, dropTruncated, dropOutboxFull                    atomic.Uint64
+	tunWriteErrors, tunReadErrors                                 atomic.Uint64
+	pktsFromClients, bytesFromClients, pktsFromHost               atomic.Uint64
+}
+
+// Server is a running IP-HTTPS server.
+type Server struct {
+	o      Options
+	log    *slog.Logger
+	router *router.Router
+	dev    *tundev.Device
+	ln     net.Listener
+	ctl    net.Listener
+	since  time.Time
+	c      counters
+
+	writers sync.Pool // *tundev.Writer, shared by the session readers
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	wg       sync.WaitGroup
+}
+
+// New checks what can be checked before touching the system, then takes the
+// listening port, creates the TUN device and configures the host. On error
+// nothing is left behind.
+func New(o Options) (s *Server, err error) {
+	rt, err := router.New(o.Router)
+	if err != nil {
+		return nil, winerr.Errorf(winerr.InvalidParameter, "router: %v", err)
+	}
+	s = &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now()}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	if err := tundev.IPv6Usable(); err != nil {
+		return nil, err
+	}
+	if s.ln, err = net.Listen("tcp", o.Listen); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, winerr.Errorf(winerr.AddrInUse, "cannot listen on %s: the port is already in use by another program (find it with `ss -ltnp 'sport = :%s'`) or another iphttps server", o.Listen, portOf(o.Listen))
+		}
+		return nil, winerr.Errorf(winerr.Classify(err), "cannot listen on %s: %v", o.Listen, err)
+	}
+	if s.ctl, err = control.Listen(o.ControlSocket); err != nil {
+		return nil, err
+	}
+	if s.dev, err = tundev.Create(o.Interface, LinkMTU, o.Offload); err != nil {
+		return nil, err
+	}
+	if err := s.configureHost(); err != nil {
+		return nil, winerr.New(winerr.InstallFailure, err)
+	}
+	s.writers.New = func() any { return tundev.NewWriter(s.dev, 64) }
+	return s, nil
+}
+
+func portOf(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
+
+// configureHost gives the server's TUN its link-local and host addresses, routes
+// the prefix to it, and turns on IPv6 forwarding.
+func (s *Server) configureHost() error {
+	name := s.o.Interface
+	if err := netcfg.PrepareLink(name, LinkMTU); err != nil {
+		return err
+	}
+	ll := netip.PrefixFrom(s.o.Router.LinkLocal, 64)
+	if err := netcfg.AddAddr(name, ll, 0, 0, true); err != nil {
+		return err
+	}
+	for _, a := range s.o.Router.HostAddrs {
+		if err := netcfg.AddAddr(name, netip.PrefixFrom(a, 128), 0, 0, false); err != nil {
+			return err
+		}
+	}
+	if err := netcfg.ReplaceRoute(name, s.o.Router.Prefix); err != nil {
+		return err
+	}
+	if s.o.SetForwarding {
+		if v, _ := netcfg.Sysctl("net.ipv6.conf.all.forwarding"); v != "1" {
+			if err := netcfg.SetSysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+				return fmt.Errorf("enable IPv6 forwarding (the server routes between its clients and other networks): %w", err)
+			}
+			s.log.Info("enabled IPv6 forwarding (net.ipv6.conf.all.forwarding=1)")
+		}
+	} else if v, _ := netcfg.Sysctl("net.ipv6.conf.all.forwarding"); v != "1" {
+		s.log.Warn("IPv6 forwarding is off: clients reach only this host (set net.ipv6.conf.all.forwarding=1)")
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then disconnects every client and removes the
+// TUN device and the control socket.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.log.Info("IP-HTTPS server listening", "url", s.o.URL, "listen", s.ln.Addr().String(),
+		"prefix", s.o.Router.Prefix, "auth_mode", s.o.Router.Mode, "interface", s.o.Interface,
+		"offload", s.dev.Offloaded(), "tls", s.o.TLS != nil)
+	errc := make(chan error, 3)
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); errc <- s.readHost() }()
+	go func() { defer s.wg.Done(); errc <- s.accept(ctx) }()
+	go func() { defer s.wg.Done(); errc <- control.Serve(ctx, s.ctl, s.Status) }()
+	ticker := time.NewTicker(s.o.RAInterval)
+	defer ticker.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-ticker.C:
+			s.router.AdvertiseAll()
+		case err = <-errc:
+			if err != nil {
+				break loop
+			}
+		}
+	}
+	cancel()
+	s.log.Info("shutting down: disconnecting clients", "clients", s.c.sessionsActive.Load())
+	s.closeAll()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) closeAll() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.ctl != nil {
+		s.ctl.Close()
+		os.Remove(s.o.ControlSocket)
+	}
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.close()
+	}
+	s.mu.Unlock()
+	if s.dev != nil {
+		s.dev.Close()
+	}
+}
+
+func (s *Server) accept(ctx context.Context) error {
+	var delay time.Duration
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(ctx, conn)
+		}()
+	}
+}
+
+// readHost moves packets the kernel routes to the link to their clients.
+func (s *Server) readHost() error {
+	batch := tundev.NewReadBatch(s.dev, LinkMTU)
+	for {
+		n, err := batch.Read(s.dev)
+		for i := 0; i < n; i++ {
+			s.c.pktsFromHost.Add(1)
+			s.router.FromHost(batch.Packet(i))
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, tun.ErrTooManySegments) {
+				s.c.tunReadErrors.Add(1)
+				continue
+			}
+			s.c.tunReadErrors.Add(1)
+			s.log.Warn("TUN read failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (s *Server) addSession(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) >= s.o.MaxClients {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	return true
+}
+
+func (s *Server) removeSession(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// Status reports the server's state for the control socket.
+func (s *Server) Status() status.Interface {
+	st := status.Interface{
+		Name:            "IPHTTPSInterface",
+		Source:          "Local",
+		Device:          s.o.Interface,
+		Role:            "server",
+		URL:             s.o.URL,
+		State:           "Listen",
+		InterfaceStatus: winerr.StatusActive,
+		Since:           s.since,
+		Prefix:          s.o.Router.Prefix.String(),
+		AuthMode:        s.o.Router.Mode.String(),
+		PID:             os.Getpid(),
+		Counters:        s.counters(),
+	}
+	st.Addresses = []string{netip.PrefixFrom(s.o.Router.LinkLocal, 64).String()}
+	for _, a := range s.o.Router.HostAddrs {
+		st.Addresses = append(st.Addresses, netip.PrefixFrom(a, 128).String())
+	}
+	for _, r := range s.o.Router.Routes {
+		st.Routes = append(st.Routes, r.String())
+	}
+	s.mu.Lock()
+	for ss := range s.sessions {
+		st.Clients = append(st.Clients, ss.info())
+	}
+	s.mu.Unlock()
+	return st
+}
+
+func (s *Server) counters() map[string]uint64 {
+	m := map[string]uint64{
+		"sessions_total":       s.c.sessionsTotal.Load(),
+		"sessions_active":      s.c.sessionsActive.Load(),
+		"handshake_failures":   s.c.handshakeFailures.Load(),
+		"refused_full":         s.c.refusedFull.Load(),
+		"http_400":             s.c.badRequest.Load(),
+		"http_404":             s.c.notFound.Load(),
+		"http_405":             s.c.badMethod.Load(),
+		"drop_not_ipv6":        s.c.dropNotIPv6.Load(),
+		"drop_truncated":       s.c.dropTruncated.Load(),
+		"drop_outbox_full":     s.c.dropOutboxFull.Load(),
+		"tun_write_errors":     s.c.tunWriteErrors.Load(),
+		"tun_read_errors":      s.c.tunReadErrors.Load(),
+		"packets_from_clients": s.c.pktsFromClients.Load(),
+		"bytes_from_clients":   s.c.bytesFromClients.Load(),
+		"packets_from_host":    s.c.pktsFromHost.Load(),
+	}
+	for k, v := range s.router.Drops() {
+		m[dropKey(k)] += v
+	}
+	return m
+}

@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iphttps/iphttps/internal/router"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/wire"
+)
+
+const (
+	maxHead       = 8 << 10   // largest HTTP request head accepted
+	readerSize    = 128 << 10 // per-connection receive buffer
+	outboxLimit   = 256 << 10 // per-connection send queue, in bytes
+	headTimeout   = 10 * time.Second
+	tcpKeepAlive  = 30 * time.Second
+	errorDeadline = 5 * time.Second
+)
+
+// session is one client's HTTPS connection; it is the router's Port for it.
+type session struct {
+	srv     *Server
+	conn    net.Conn
+	remote  string
+	subject string
+	since   time.Time
+	outbox  *wire.Outbox
+	client  *router.Client
+
+	closeOnce       sync.Once
+	pktsIn, bytesIn atomic.Uint64
+}
+
+// Send queues pkt for the client; false when its queue is full.
+func (ss *session) Send(pkt []byte) bool {
+	if err := ss.outbox.Append(pkt); err != nil {
+		if errors.Is(err, wire.ErrFull) {
+			ss.srv.c.dropOutboxFull.Add(1)
+		}
+		return false
+	}
+	return true
+}
+
+func (ss *session) close() {
+	ss.closeOnce.Do(func() {
+		if ss.outbox != nil {
+			ss.outbox.Close()
+		}
+		ss.conn.Close()
+	})
+}
+
+func (ss *session) info() status.Client {
+	ci := status.Client{Remote: ss.remote, Subject: ss.subject, Since: ss.since,
+		BytesIn: ss.bytesIn.Load(), PktsIn: ss.pktsIn.Load()}
+	if ss.outbox != nil {
+		st := ss.outbox.Stats()
+		ci.BytesOut, ci.PktsOut = st.Bytes, st.Packets
+	}
+	if ss.client != nil {
+		for _, a := range ss.client.Addrs() {
+			ci.Addresses = append(ci.Addresses, a.String())
+		}
+	}
+	return ci
+}
+
+// serve runs one connection: TLS handshake, the IP-HTTPS POST, then packets.
+func (s *Server) serve(ctx context.Context, raw net.Conn) {
+	ss := &session{srv: s, conn: raw, remote: raw.RemoteAddr().String(), since: time.Now()}
+	log := s.log.With("client", ss.remote)
+	defer ss.close()
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlivePeriod(tcpKeepAlive)
+		tc.SetKeepAlive(true)
+	}
+
+	if s.o.TLS != nil {
+		tconn := tls.Server(raw, s.o.TLS)
+		hctx, cancel := context.WithTimeout(ctx, s.o.HandshakeTimeout)
+		err := tconn.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			s.c.handshakeFailures.Add(1)
+			log.Info("TLS handshake failed", "err", err)
+			return
+		}
+		if pcs := tconn.ConnectionState().PeerCertificates; len(pcs) > 0 {
+			ss.subject = pcs[0].Subject.String()
+		}
+		ss.conn = tconn
+	}
+
+	r := wire.NewReader(ss.conn, readerSize)
+	ss.conn.SetReadDeadline(time.Now().Add(headTimeout))
+	req, err := r.ReadRequest(maxHead)
+	if err != nil {
+		var he *wire.HeadError
+		if errors.As(err, &he) {
+			s.reject(ss, he.Status)
+			log.Info("bad IP-HTTPS request head", "err", err, "status", he.Status)
+		} else {
+			s.c.handshakeFailures.Add(1)
+			log.Info("no IP-HTTPS request", "err", err)
+		}
+		return
+	}
+	switch {
+	case req.Method != http.MethodPost:
+		s.reject(ss, http.StatusMethodNotAllowed)
+		log.Info("request refused: method is not POST", "method", req.Method, "path", req.Path)
+		return
+	case !s.pathMatches(req.Path):
+		s.reject(ss, http.StatusNotFound)
+		log.Info("request refused: not the IP-HTTPS path", "path", req.Path, "want", s.o.Path)
+		return
+	}
+	ss.conn.SetReadDeadline(time.Time{})
+
+	// [MS-IPHTTPS] 3.2.5.1: add a Client Table entry or just disconnect.
+	if !s.addSession(ss) {
+		s.c.refusedFull.Add(1)
+		log.Warn("client refused: the client table is full", "max_clients", s.o.MaxClients)
+		return
+	}
+	defer s.removeSession(ss)
+	ss.outbox = wire.NewOutbox(outboxLimit)
+	ss.client = s.router.Attach(ss)
+	defer s.router.Detach(ss.client)
+	s.c.sessionsTotal.Add(1)
+	s.c.sessionsActive.Add(1)
+	defer s.c.sessionsActive.Add(^uint64(0))
+
+	head := wire.AppendResponse(nil, s.o.ServerHeader, time.Now())
+	ss.conn.SetWriteDeadline(time.Now().Add(errorDeadline))
+	if _, err := ss.conn.Write(head); err != nil {
+		log.Info("client went away before the response", "err", err)
+		return
+	}
+	ss.conn.SetWriteDeadline(time.Time{})
+	log.Info("client connected", "subject", ss.subject, "host", req.Host)
+
+	done := make(chan error, 1)
+	go func() { done <- ss.outbox.Run(ss.conn) }()
+	s.router.Advertise(ss.client)
+	err = s.receive(ss, r)
+	ss.close()
+	werr := <-done
+	switch {
+	case errors.Is(err, wire.ErrNotIPv6), errors.Is(err, wire.ErrJumbogram):
+		s.c.dropNotIPv6.Add(1)
+		log.Warn("client sent data that is not an IPv6 packet; session closed", "err", err)
+	case errors.Is(err, wire.ErrTruncated):
+		s.c.dropTruncated.Add(1)
+		log.Info("client disconnected inside a packet", "err", err)
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		log.Info("client disconnected", "packets_in", ss.pktsIn.Load())
+	default:
+		if werr != nil {
+			err = werr
+		}
+		log.Info("client connection ended", "err", err)
+	}
+}
+
+// receive deframes the client's packets and hands them to the router; packets
+// for the host are gathered and written to the TUN device in batches.
+func (s *Server) receive(ss *session, r *wire.Reader) error {
+	var w *tundev.Writer
+	defer func() {
+		if w != nil {
+			s.flush(w)
+		}
+	}()
+	for {
+		pkt, err := r.Next()
+		if err != nil {
+			return err
+		}
+		ss.pktsIn.Add(1)
+		ss.bytesIn.Add(uint64(len(pkt)))
+		s.c.pktsFromClients.Add(1)
+		s.c.bytesFromClients.Add(uint64(len(pkt)))
+		if s.router.FromClient(ss.client, pkt) == router.ToHost {
+			if w == nil {
+				w = s.writers.Get().(*tundev.Writer)
+			}
+			if err := w.Add(pkt); err != nil {
+				s.c.tunWriteErrors.Add(1)
+			}
+		}
+		if w != nil && !r.HasPacket() {
+			s.flush(w)
+			w = nil
+		}
+	}
+}
+
+func (s *Server) flush(w *tundev.Writer) {
+	if err := w.Flush(); err != nil {
+		s.c.tunWriteErrors.Add(1)
+		s.log.Debug("TUN write failed", "err", err)
+	}
+	s.writers.Put(w)
+}
+
+// pathMatches compares case-insensitively, as HTTP.sys does, allowing a
+// trailing slash.
+func (s *Server) pathMatches(p string) bool {
+	return strings.EqualFold(strings.TrimSuffix(p, "/"), s.o.Path)
+}
+
+func (s *Server) reject(ss *session, code int) {
+	switch code {
+	case http.StatusNotFound:
+		s.c.notFound.Add(1)
+	case http.StatusMethodNotAllowed:
+		s.c.badMethod.Add(1)
+	default:
+		s.c.badRequest.Add(1)
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(errorDeadline))
+	ss.conn.Write(wire.AppendError(nil, code, s.o.ServerHeader, time.Now()))
+}
+
+func dropKey(reason string) string {
+	k := strings.ToLower(strings.NewReplacer(" ", "_", "-", "_").Replace(reason))
+	if !strings.HasPrefix(k, "drop_") {
+		k = "drop_" + k
+	}
+	return k
+}

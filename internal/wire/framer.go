@@ -1,0 +1,231 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultOutboxLimit is the pending-byte limit NewOutbox uses when given
+// limit <= 0.
+const DefaultOutboxLimit = 256 << 10
+
+var (
+	// ErrFull means the Outbox already holds its limit of pending bytes; the
+	// packet was dropped (as a router drops on a full queue).
+	ErrFull = errors.New("wire: outbox full, packet dropped")
+	// ErrClosed means the Outbox was closed, or its writer failed.
+	ErrClosed = errors.New("wire: outbox closed")
+)
+
+// OutboxStats are an Outbox's counters. Packets, Bytes and Writes count what
+// was written successfully; DroppedFull and DroppedInvalid count packets
+// refused with ErrFull and with a framing error.
+type OutboxStats struct {
+	Packets, Bytes, Writes      uint64
+	DroppedFull, DroppedInvalid uint64
+}
+
+// Outbox is the sending side of one connection: a bounded queue of bytes
+// that coalesces packets so that everything pending goes out in one Write.
+//
+// Any number of goroutines may call Append, AppendBatch, Close and Stats;
+// exactly one goroutine runs Run. Producers append into a pending buffer
+// under a mutex; Run swaps it with its spare buffer and writes it without
+// holding the mutex. In steady state neither side allocates.
+type Outbox struct {
+	limit int
+	pool  *sync.Pool    // optional source of *[]byte buffers; nil keeps them
+	wake  chan struct{} // 1 slot: "pending became non-empty" or "closed"
+
+	mu          sync.Mutex
+	pending     *[]byte // producers append here; nil until needed
+	pendingPkts int
+	spare       *[]byte // Run's other buffer; nil while writing or released
+	closed      bool
+
+	packets, bytes, writes      atomic.Uint64
+	droppedFull, droppedInvalid atomic.Uint64
+}
+
+// NewOutbox returns an Outbox holding at most limit pending bytes (limit <= 0
+// means DefaultOutboxLimit; a smaller limit than MaxPacket is raised to
+// MaxPacket so that every valid packet fits in an empty Outbox). Its two
+// buffers of limit bytes are allocated on first use and kept.
+func NewOutbox(limit int) *Outbox { return NewOutboxPool(limit, nil) }
+
+// NewOutboxPool is NewOutbox with a pool of buffers shared between Outboxes.
+// pool, if not nil, must hold only *[]byte values (its New may be nil);
+// buffers smaller than the limit are discarded. The Outbox takes its buffers
+// from pool when it needs them and gives both back whenever it goes idle
+// (nothing pending after a write), so idle connections hold no buffer.
+func NewOutboxPool(limit int, pool *sync.Pool) *Outbox {
+	if limit <= 0 {
+		limit = DefaultOutboxLimit
+	}
+	return &Outbox{
+		limit: max(limit, MaxPacket),
+		pool:  pool,
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// Append queues a copy of pkt. It returns nil; ErrFull if pkt does not fit
+// (dropped); ErrClosed; or ErrNotIPv6, ErrJumbogram or ErrBadLength (all
+// wrapping ErrBadFrame) if pkt is not exactly one IPv6 packet. It never
+// blocks on the writer.
+func (o *Outbox) Append(pkt []byte) error {
+	if err := CheckPacket(pkt); err != nil {
+		o.droppedInvalid.Add(1)
+		return err
+	}
+	o.mu.Lock()
+	wake, err := o.appendLocked(pkt)
+	o.mu.Unlock()
+	if wake {
+		o.signal()
+	}
+	return err
+}
+
+// AppendBatch queues copies of pkts in order under one lock. It stops at the
+// first packet that fails and returns how many were queued and that error.
+func (o *Outbox) AppendBatch(pkts [][]byte) (n int, err error) {
+	wake := false
+	o.mu.Lock()
+	for _, pkt := range pkts {
+		if err = CheckPacket(pkt); err != nil {
+			o.droppedInvalid.Add(1)
+			break
+		}
+		var w bool
+		if w, err = o.appendLocked(pkt); err != nil {
+			break
+		}
+		wake = wake || w
+		n++
+	}
+	o.mu.Unlock()
+	if wake {
+		o.signal()
+	}
+	return n, err
+}
+
+// appendLocked copies a checked packet into pending and reports whether
+// pending was empty before (Run must then be woken).
+func (o *Outbox) appendLocked(pkt []byte) (bool, error) {
+	if o.closed {
+		return false, ErrClosed
+	}
+	if o.pending == nil {
+		o.pending = o.getBuf()
+	}
+	buf := *o.pending
+	if len(buf)+len(pkt) > o.limit {
+		o.droppedFull.Add(1)
+		return false, ErrFull
+	}
+	*o.pending = append(buf, pkt...)
+	o.pendingPkts++
+	return len(buf) == 0, nil
+}
+
+func (o *Outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the Outbox: further appends get ErrClosed, and Run returns nil
+// once it has written what was pending. Close may be called more than once.
+func (o *Outbox) Close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.signal()
+}
+
+// Run writes pending packets to w until the Outbox is closed and drained
+// (then it returns nil) or a write fails. Each write carries everything that
+// was pending, in append order. On a write error the Outbox is closed,
+// whatever was pending is discarded, and the error is returned wrapped.
+// Only one Run may be active at a time.
+func (o *Outbox) Run(w io.Writer) error {
+	for {
+		o.mu.Lock()
+		for o.pending == nil || len(*o.pending) == 0 {
+			if o.closed {
+				o.releaseLocked()
+				o.mu.Unlock()
+				return nil
+			}
+			o.mu.Unlock()
+			<-o.wake
+			o.mu.Lock()
+		}
+		buf, pkts := o.pending, o.pendingPkts
+		o.pending, o.spare, o.pendingPkts = o.spare, nil, 0
+		o.mu.Unlock()
+
+		size := len(*buf)
+		n, err := w.Write(*buf)
+		if err == nil && n != size {
+			err = io.ErrShortWrite
+		}
+		*buf = (*buf)[:0]
+
+		o.mu.Lock()
+		o.spare = buf
+		if err != nil {
+			o.closed = true
+			o.releaseLocked()
+			o.mu.Unlock()
+			return fmt.Errorf("wire: writing %d bytes of packets: %w", size, err)
+		}
+		if o.pool != nil && (o.pending == nil || len(*o.pending) == 0) {
+			o.releaseLocked() // idle: give both buffers back
+		}
+		o.mu.Unlock()
+		o.writes.Add(1)
+		o.packets.Add(uint64(pkts))
+		o.bytes.Add(uint64(size))
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (o *Outbox) Stats() OutboxStats {
+	return OutboxStats{
+		Packets:        o.packets.Load(),
+		Bytes:          o.bytes.Load(),
+		Writes:         o.writes.Load(),
+		DroppedFull:    o.droppedFull.Load(),
+		DroppedInvalid: o.droppedInvalid.Load(),
+	}
+}
+
+func (o *Outbox) getBuf() *[]byte {
+	if o.pool != nil {
+		if b, ok := o.pool.Get().(*[]byte); ok && cap(*b) >= o.limit {
+			*b = (*b)[:0]
+			return b
+		}
+	}
+	b := make([]byte, 0, o.limit)
+	return &b
+}
+
+// releaseLocked drops the buffers (into the pool, if any). pending must be
+// empty or discardable.
+func (o *Outbox) releaseLocked() {
+	for _, b := range [...]*[]byte{o.pending, o.spare} {
+		if b != nil && o.pool != nil {
+			*b = (*b)[:0]
+			o.pool.Put(b)
+		}
+	}
+	o.pending, o.spare, o.pendingPkts = nil, nil, 0
+}

@@ -1,0 +1,189 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultReaderSize is the buffer size NewReader uses when given size <= 0.
+const DefaultReaderSize = 256 << 10
+
+// maxEmptyReads bounds how often a Read may return (0, nil) in a row.
+const maxEmptyReads = 100
+
+var errBadRead = errors.New("wire: reader returned an invalid count")
+
+// Reader reads one direction of an IP-HTTPS connection for its whole life:
+// first the HTTP head (ReadRequest or ReadResponse), then the IPv6 packets
+// (Next). Bytes that follow the head in the same read stay buffered and are
+// returned by Next. A Reader is not safe for concurrent use.
+type Reader struct {
+	rd   io.Reader
+	buf  []byte
+	r, w int   // buf[r:w] holds unread bytes
+	rerr error // sticky error from rd, seen once the buffer is drained
+	err  error // sticky error returned by Next
+}
+
+// NewReader returns a Reader that reads from r through a buffer of size
+// bytes. size <= 0 means DefaultReaderSize; a size below MaxPacket is raised
+// to MaxPacket so that any packet fits.
+func NewReader(r io.Reader, size int) *Reader {
+	if size <= 0 {
+		size = DefaultReaderSize
+	}
+	size = max(size, MaxPacket)
+	return &Reader{rd: r, buf: make([]byte, size)}
+}
+
+// Buffered returns the number of bytes read from the underlying reader but
+// not yet returned.
+func (r *Reader) Buffered() int { return r.w - r.r }
+
+// ReadRequest reads and parses a request head. maxHead bounds its size
+// including the final CRLF CRLF (<= 0 means DefaultMaxHead); a larger head
+// is a *HeadError with Status 400, as is any malformed head. If the stream
+// ends before any byte it returns io.EOF, if it ends inside the head an
+// error wrapping io.ErrUnexpectedEOF.
+func (r *Reader) ReadRequest(maxHead int) (*Request, error) {
+	head, err := r.readHead(maxHead)
+	if err != nil {
+		return nil, err
+	}
+	return parseRequest(head)
+}
+
+// ReadResponse reads and parses a response head, like ReadRequest.
+func (r *Reader) ReadResponse(maxHead int) (*Response, error) {
+	head, err := r.readHead(maxHead)
+	if err != nil {
+		return nil, err
+	}
+	return parseResponse(head)
+}
+
+// readHead returns the bytes up to and including the first CRLF CRLF and
+// consumes them. A LF not preceded by CR is rejected at once.
+func (r *Reader) readHead(maxHead int) ([]byte, error) {
+	if maxHead <= 0 {
+		maxHead = DefaultMaxHead
+	}
+	maxHead = min(maxHead, len(r.buf))
+	scanned := 0 // bytes of buf[r.r:] already scanned
+	for {
+		b := r.buf[r.r:r.w]
+		if len(b) > maxHead {
+			b = b[:maxHead]
+		}
+		for i := scanned; i < len(b); i++ {
+			if b[i] != '\n' {
+				continue
+			}
+			if i == 0 || b[i-1] != '\r' {
+				return nil, badHead("bare LF in head")
+			}
+			if i >= 3 && b[i-2] == '\n' && b[i-3] == '\r' {
+				r.r += i + 1
+				return b[:i+1], nil
+			}
+		}
+		scanned = len(b)
+		if len(b) == maxHead {
+			return nil, badHead("head too large")
+		}
+		if r.rerr != nil {
+			switch {
+			case r.rerr == io.EOF && len(b) == 0:
+				return nil, io.EOF
+			case r.rerr == io.EOF:
+				return nil, fmt.Errorf("wire: reading HTTP head: %w", io.ErrUnexpectedEOF)
+			}
+			return nil, fmt.Errorf("wire: reading HTTP head: %w", r.rerr)
+		}
+		if r.r == r.w || len(r.buf)-r.r < maxHead {
+			r.compact()
+		}
+		r.fill()
+	}
+}
+
+// Next returns the next IPv6 packet. The slice points into the Reader's
+// buffer and is valid only until the next call to any Reader method.
+//
+// Errors: io.EOF at a packet boundary; ErrTruncated (which wraps
+// io.ErrUnexpectedEOF) inside a packet; ErrNotIPv6 or ErrJumbogram when the
+// stream cannot be framed (close the connection); other read errors wrapped.
+// Once Next has failed it keeps returning the same error.
+func (r *Reader) Next() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	for {
+		b := r.buf[r.r:r.w]
+		if len(b) > 0 {
+			if b[0]>>4 != 6 {
+				return nil, r.fail(ErrNotIPv6)
+			}
+			if len(b) >= HeaderLen {
+				pl := int(b[4])<<8 | int(b[5])
+				if pl == 0 && b[6] == 0 {
+					return nil, r.fail(ErrJumbogram)
+				}
+				if n := HeaderLen + pl; len(b) >= n {
+					r.r += n
+					return b[:n:n], nil
+				}
+			}
+		}
+		if r.rerr != nil {
+			switch {
+			case r.rerr == io.EOF && len(b) == 0:
+				return nil, r.fail(io.EOF)
+			case r.rerr == io.EOF:
+				return nil, r.fail(ErrTruncated)
+			}
+			return nil, r.fail(fmt.Errorf("wire: reading packets: %w", r.rerr))
+		}
+		// Keep at least MaxPacket bytes free after w, so each read has room
+		// for many packets and the current packet always fits.
+		if r.r == r.w || len(r.buf)-r.w < MaxPacket {
+			r.compact()
+		}
+		r.fill()
+	}
+}
+
+func (r *Reader) fail(err error) error {
+	r.err = err
+	return err
+}
+
+// compact moves the unread bytes to the start of the buffer.
+func (r *Reader) compact() {
+	if r.r > 0 {
+		r.w = copy(r.buf, r.buf[r.r:r.w])
+		r.r = 0
+	}
+}
+
+// fill reads once into all the free space after w. It must not be called
+// with a full buffer.
+func (r *Reader) fill() {
+	for range maxEmptyReads {
+		n, err := r.rd.Read(r.buf[r.w:])
+		if n < 0 || n > len(r.buf)-r.w {
+			r.rerr = errBadRead
+			return
+		}
+		r.w += n
+		if err != nil {
+			r.rerr = err
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+	r.rerr = io.ErrNoProgress
+}
