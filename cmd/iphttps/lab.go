@@ -102,7 +102,7 @@ func labPreflight() error {
 		return errors.New(labRootMessage)
 	}
 	if err := lab.CheckTools(); err != nil {
-		return fmt.Errorf("iphttps lab: %w", err)
+		return fmt.Errorf("lab: %w", err)
 	}
 	return nil
 }
@@ -118,14 +118,14 @@ func runLabDown(ctx context.Context, out, errOut io.Writer, dir, prefix string) 
 		return nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("iphttps lab down: %w", err)
+		return fmt.Errorf("lab down: %w", err)
 	}
 	names, err := lab.LabNamespaces(ctx, prefix)
 	if err != nil {
-		return fmt.Errorf("iphttps lab down: %w", err)
+		return fmt.Errorf("lab down: %w", err)
 	}
 	if err := lab.RemoveStale(ctx, prefix, log); err != nil {
-		return fmt.Errorf("iphttps lab down: %w", err)
+		return fmt.Errorf("lab down: %w", err)
 	}
 	if len(names) == 0 {
 		fmt.Fprintf(out, "No lab state in %s and no namespace named %s*: nothing to remove.\n", dir, prefix)
@@ -155,7 +155,7 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 		return err
 	}
 	if f.clients < 1 || f.clients > 30 {
-		return fmt.Errorf("iphttps lab: --clients %d: want 1 to 30", f.clients)
+		return fmt.Errorf("lab: --clients %d: want 1 to 30", f.clients)
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -165,11 +165,11 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 
 	bin, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("iphttps lab: find own executable: %w", err)
+		return fmt.Errorf("lab: find own executable: %w", err)
 	}
 	dir, err := filepath.Abs(f.dir)
 	if err != nil {
-		return fmt.Errorf("iphttps lab: --dir: %w", err)
+		return fmt.Errorf("lab: --dir: %w", err)
 	}
 	logW := io.Discard
 	if f.verbose {
@@ -178,23 +178,23 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 	log := slog.New(slog.NewTextHandler(logW, nil))
 	if s, err := lab.ReadState(dir); err == nil {
 		if s.Running() {
-			return fmt.Errorf("iphttps lab: a lab is already running (pid %d, namespaces %s*); stop it with: sudo iphttps lab down --dir %s", s.LabPID, s.Prefix, dir)
+			return fmt.Errorf("lab: a lab is already running (pid %d, namespaces %s*); stop it with: sudo iphttps lab down --dir %s", s.LabPID, s.Prefix, dir)
 		}
 		fmt.Fprintf(out, "Removing a stale lab left in %s ...\n", dir)
 		if err := lab.Destroy(ctx, dir, log); err != nil {
-			return fmt.Errorf("iphttps lab: remove stale lab: %w", err)
+			return fmt.Errorf("lab: remove stale lab: %w", err)
 		}
 	}
 
 	fmt.Fprintf(out, "Building the lab (namespaces %s*, files in %s) ...\n", f.prefix, dir)
 	l, err := lab.Up(ctx, lab.Options{Prefix: f.prefix, Clients: f.clients, Dir: dir, Binary: bin, Log: logW})
 	if err != nil {
-		return fmt.Errorf("iphttps lab: %w", err)
+		return fmt.Errorf("lab: %w", err)
 	}
 	defer func() {
 		fmt.Fprintln(out, "\nRemoving the lab ...")
 		if derr := l.Down(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("iphttps lab: tear-down: %w", derr))
+			err = errors.Join(err, fmt.Errorf("lab: tear-down: %w", derr))
 			return
 		}
 		fmt.Fprintf(out, "Lab removed (logs kept in %s).\n", dir)
@@ -210,7 +210,7 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 		d.statuses(ctx)
 	}
 	if ctx.Err() != nil {
-		return errors.New("iphttps lab: interrupted")
+		return errors.New("lab: interrupted")
 	}
 	if len(d.failures) > 0 {
 		fmt.Fprintf(out, "\n%d check(s) FAILED:\n", len(d.failures))
@@ -222,7 +222,7 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 			d.explore(dir)
 			<-ctx.Done()
 		}
-		return fmt.Errorf("iphttps lab: %d check(s) failed", len(d.failures))
+		return fmt.Errorf("lab: %d check(s) failed", len(d.failures))
 	}
 	fmt.Fprintln(out, "\nAll checks passed: the clients reach the intranet and each other through IP-HTTPS.")
 	if f.keep {

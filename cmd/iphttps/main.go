@@ -10,8 +10,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/iphttps/iphttps/internal/winerr"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,12 +20,8 @@ func main() {
 	defer stop()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
-		if code, ok := winerr.CodeOf(err); ok {
-			fmt.Fprintf(os.Stderr, "iphttps: %v\n", err)
-			_ = code
-		} else {
-			fmt.Fprintf(os.Stderr, "iphttps: %v\n", err)
-		}
+		// Errors that map to a Windows code print it: "... (0x2740)".
+		fmt.Fprintf(os.Stderr, "iphttps: %v\n", err)
 		os.Exit(1)
 	}
 }

@@ -404,6 +404,7 @@ func (l *Lab) StartServer(extra ...string) error {
 		return errors.New("lab: no iphttps binary configured (Options.Binary)")
 	}
 	argv := append(l.ServerArgs(), extra...)
+	start := time.Now()
 	if err := l.startProc("server", l.NS(RoleEdge), argv...); err != nil {
 		return err
 	}
@@ -413,7 +414,11 @@ func (l *Lab) StartServer(extra ...string) error {
 	if err != nil {
 		return fmt.Errorf("server did not come up: %w", err)
 	}
-	l.log.Info("server up", "pid", l.PID("server"))
+	took := time.Since(start)
+	l.log.Info("server up", "pid", l.PID("server"), "after", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		l.log.Warn("the server was slow to answer on its control socket", "log_tail", LogTail(l.LogFile("server"), 20))
+	}
 	return nil
 }
 

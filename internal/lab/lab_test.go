@@ -25,6 +25,9 @@ func TestParseStatStart(t *testing.T) {
 	if err != nil || got != 987654 {
 		t.Fatalf("parseStatStart = %d, %v; want 987654", got, err)
 	}
+	if st, err := parseStatState(line); err != nil || st != 'S' {
+		t.Fatalf("parseStatState = %q, %v; want 'S'", st, err)
+	}
 	if _, err := parseStatStart("1 (x) S 1"); err == nil {
 		t.Fatal("short line: want an error")
 	}

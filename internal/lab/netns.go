@@ -146,13 +146,14 @@ func withoutSelf(pids []int) []int {
 	return out
 }
 
-// waitGone waits until none of pids exists any more, or timeout.
+// waitGone waits until none of pids runs any more, or timeout. A zombie
+// counts as gone: an orphan's zombie lingers until init reaps it.
 func waitGone(pids []int, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		alive := false
 		for _, p := range pids {
-			if syscall.Kill(p, 0) == nil {
+			if running(p) {
 				alive = true
 				break
 			}
@@ -162,6 +163,26 @@ func waitGone(pids []int, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// running reports whether process pid exists and is not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	st, err := parseStatState(string(b))
+	return err == nil && st != 'Z' && st != 'X'
+}
+
+// parseStatState extracts the state letter (field 3) of a /proc/PID/stat
+// line.
+func parseStatState(s string) (byte, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0, errors.New("malformed /proc stat line")
+	}
+	return s[i+2], nil
 }
 
 // AddVeth creates a veth pair with end nameA in namespace nsA and end nameB
@@ -346,13 +367,13 @@ func parseStatStart(s string) (uint64, error) {
 }
 
 // sameProcess reports whether pid is still the process that had start time
-// start.
+// start, and has not ended (a zombie has ended).
 func sameProcess(pid int, start uint64) bool {
 	if pid <= 1 {
 		return false
 	}
 	st, err := procStart(pid)
-	return err == nil && st == start
+	return err == nil && st == start && running(pid)
 }
 
 // Links lists the names of the network devices in namespace ns (the

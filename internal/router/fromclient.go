@@ -13,11 +13,12 @@ import (
 // between clients in ModeNone) and does not retain it. It is safe to call
 // concurrently, also for the same client.
 func (r *Router) FromClient(c *Client, pkt []byte) Action {
+	if c.detached.Load() {
+		// The client's counters are retired: count router-wide only.
+		return r.drop(DropDetached)
+	}
 	c.counters.rxPackets.Add(1)
 	c.counters.rxBytes.Add(uint64(len(pkt)))
-	if c.detached.Load() {
-		return r.dropFrom(c, DropDetached)
-	}
 	if len(pkt) < packet.HeaderLen {
 		return r.dropFrom(c, DropMalformed)
 	}

@@ -189,3 +189,5 @@ func cat(parts ...[]byte) []byte {
 	}
 	return b
 }
+
+func rs() *ndp.RouterSolicitation { return &ndp.RouterSolicitation{} }

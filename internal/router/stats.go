@@ -3,7 +3,8 @@ package router
 import "sync/atomic"
 
 // Stats are the router's counters. Packet counts include clients that have
-// since detached.
+// since detached; packets handed to FromClient after their client detached
+// are only counted as drops (DropDetached).
 type Stats struct {
 	Clients   int // attached clients
 	Addresses int // addresses owned by attached clients

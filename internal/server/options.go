@@ -59,6 +59,9 @@ func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
 	bad := func(format string, a ...any) (Options, error) {
 		return o, winerr.Errorf(winerr.InvalidParameter, format, a...)
 	}
+	if strings.ContainsAny(c.ServerHeader, "\r\n") || strings.ContainsAny(c.Path, " \r\n") {
+		return bad("server_header and path must not contain spaces (path), CR or LF")
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("listen %q: want host:port, e.g. :443 or 203.0.113.10:443", c.Listen)
 	}

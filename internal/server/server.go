@@ -47,6 +47,7 @@ type Server struct {
 	c      counters
 
 	writers sync.Pool // *tundev.Writer, shared by the session readers
+	buffers sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

@@ -136,7 +136,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		return
 	}
 	defer s.removeSession(ss)
-	ss.outbox = wire.NewOutbox(outboxLimit)
+	ss.outbox = wire.NewOutboxPool(outboxLimit, &s.buffers)
 	ss.client = s.router.Attach(ss)
 	defer s.router.Detach(ss.client)
 	s.c.sessionsTotal.Add(1)

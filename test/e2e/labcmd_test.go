@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,8 +20,8 @@ import (
 )
 
 // TestLabCommand runs `iphttps lab` itself: the plain demonstration, then
-// --keep ended by `iphttps lab down`, then --keep whose process is killed and
-// cleaned up by `iphttps lab down`.
+// --keep ended by `iphttps lab down`, --keep ended by Ctrl-C (SIGINT), and
+// --keep whose process is killed and cleaned up by `iphttps lab down`.
 func TestLabCommand(t *testing.T) {
 	bin := requireLab(t)
 
@@ -67,6 +68,23 @@ func TestLabCommand(t *testing.T) {
 		assertNoLab(t, prefix)
 	})
 
+	t.Run("KeepThenInterrupt", func(t *testing.T) {
+		const prefix = "ipti-"
+		dir := t.TempDir()
+		cleanupPrefix(t, prefix, dir)
+		p := startKeep(t, bin, prefix, dir)
+		if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.wait(30 * time.Second); err != nil {
+			t.Errorf("iphttps lab --keep after Ctrl-C (SIGINT): %v\n%s", err, p.output())
+		}
+		if !strings.Contains(p.output(), "Lab removed") {
+			t.Errorf("no \"Lab removed\" in the output:\n%s", p.output())
+		}
+		assertNoLab(t, prefix)
+	})
+
 	t.Run("DownAfterCrash", func(t *testing.T) {
 		const prefix = "iptc-"
 		dir := t.TempDir()
@@ -76,8 +94,10 @@ func TestLabCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		killed := time.Now()
 		_ = p.cmd.Process.Kill()
 		_ = p.wait(10 * time.Second)
+		t.Logf("lab process killed and reaped in %s", time.Since(killed).Round(time.Millisecond))
 		alive := 0
 		for _, r := range st.Procs {
 			if r.Alive() {
@@ -88,8 +108,9 @@ func TestLabCommand(t *testing.T) {
 			t.Fatalf("no daemon survived the lab process; nothing to test (%+v)", st.Procs)
 		}
 		down := exec.Command(bin, "lab", "down", "--dir", dir)
+		began := time.Now()
 		out, err := runBounded(down, 90*time.Second)
-		t.Logf("iphttps lab down:\n%s", out)
+		t.Logf("iphttps lab down (%s, %d daemons were alive):\n%s", time.Since(began).Round(time.Millisecond), alive, out)
 		if err != nil {
 			t.Fatalf("iphttps lab down: %v", err)
 		}
