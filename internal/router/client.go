@@ -13,8 +13,10 @@ import (
 // callers reuse their buffers), must not modify it, and must not block: it
 // returns false if the packet was dropped, for example because the
 // connection's queue is full. Send may be called concurrently from several
-// goroutines. The router never calls Send once Detach for the port's
-// client has returned.
+// goroutines. The router calls Send with its client table read-locked, so
+// Send must not call back into the Router (Detach it later instead); in
+// return, the router never calls Send once Detach for the port's client
+// has returned.
 type Port interface {
 	Send(pkt []byte) bool
 }

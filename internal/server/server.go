@@ -30,7 +30,7 @@ import (
 type counters struct {
 	sessionsTotal, sessionsActive, handshakeFailures, refusedFull atomic.Uint64
 	badRequest, notFound, badMethod                               atomic.Uint64
-	dropNotIPv6, dropTruncated, dropOutboxFull                    atomic.Uint64
+	dropTruncated, dropOutboxFull                                 atomic.Uint64
 	tunWriteErrors, tunReadErrors                                 atomic.Uint64
 	pktsFromClients, bytesFromClients, pktsFromHost               atomic.Uint64
 }
@@ -284,7 +284,6 @@ func (s *Server) counters() map[string]uint64 {
 		"http_400":             s.c.badRequest.Load(),
 		"http_404":             s.c.notFound.Load(),
 		"http_405":             s.c.badMethod.Load(),
-		"drop_not_ipv6":        s.c.dropNotIPv6.Load(),
 		"drop_truncated":       s.c.dropTruncated.Load(),
 		"drop_outbox_full":     s.c.dropOutboxFull.Load(),
 		"tun_write_errors":     s.c.tunWriteErrors.Load(),

@@ -160,7 +160,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	werr := <-done
 	switch {
 	case errors.Is(err, wire.ErrNotIPv6), errors.Is(err, wire.ErrJumbogram):
-		s.c.dropNotIPv6.Add(1)
+		s.router.RecordDrop(ss.client, router.DropNotIPv6)
 		log.Warn("client sent data that is not an IPv6 packet; session closed", "err", err)
 	case errors.Is(err, wire.ErrTruncated):
 		s.c.dropTruncated.Add(1)
