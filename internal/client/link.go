@@ -34,15 +34,14 @@ var (
 // one connection, so sockets survive a reconnect; closing the TUN device at
 // exit removes them all.
 type link struct {
-	mu        sync.Mutex
-	llIID     [8]byte
-	gIID      [8]byte
-	ll        netip.Addr   // link-local address once configured
-	prefix    netip.Prefix // prefix of the global address once configured
-	addr      netip.Addr   // global address once configured
-	routes    []netip.Prefix
-	up        bool // this connection configured an address
-	llPending bool
+	mu     sync.Mutex
+	llIID  [8]byte
+	gIID   [8]byte
+	ll     netip.Addr   // link-local address once configured
+	prefix netip.Prefix // prefix of the global address once configured
+	addr   netip.Addr   // global address once configured
+	routes []netip.Prefix
+	up     bool // this connection configured an address
 }
 
 func (l *link) init() {

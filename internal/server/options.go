@@ -178,8 +178,12 @@ func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config
 			dir = control.DefaultDir
 		}
 		path := filepath.Join(dir, "self-signed-"+c.SelfSigned+".pem")
-		if err := os.MkdirAll(dir, 0o750); err == nil {
+		err = os.MkdirAll(dir, 0o750)
+		if err == nil {
 			err = os.WriteFile(path, sc.CertPEM(), 0o644)
+		}
+		if err != nil {
+			return nil, winerr.Errorf(winerr.FileNotFound, "self-signed certificate: cannot write %s for clients to trust: %v", path, err)
 		}
 		log.Warn("using a self-signed certificate for trials; clients must trust it explicitly",
 			"name", c.SelfSigned, "sha256", sc.Fingerprint(), "pem", path)

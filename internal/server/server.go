@@ -57,12 +57,12 @@ type Server struct {
 // New checks what can be checked before touching the system, then takes the
 // listening port, creates the TUN device and configures the host. On error
 // nothing is left behind.
-func New(o Options) (s *Server, err error) {
+func New(o Options) (_ *Server, err error) {
 	rt, err := router.New(o.Router)
 	if err != nil {
 		return nil, winerr.Errorf(winerr.InvalidParameter, "router: %v", err)
 	}
-	s = &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now()}
+	s := &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now()}
 	defer func() {
 		if err != nil {
 			s.closeAll()
