@@ -8,13 +8,17 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/ndp"
+
 	"github.com/iphttps/iphttps/internal/lab"
+	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/wire"
 )
 
@@ -159,6 +163,62 @@ func TestHTTPFront(t *testing.T) {
 		if after := counter(t, l, "drop_not_ipv6"); after != before+1 {
 			t.Errorf("drop_not_ipv6 went %d -> %d, want +1", before, after)
 		}
+		mustPing(t, l, cli, lab.IntranetHost)
+	})
+
+	t.Run("DAD probe for a client's address gets the forged NA", func(t *testing.T) {
+		s, err := l.Status(context.Background(), lab.ClientName(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owned, ok := lab.LinkAddr(s)
+		if !ok {
+			t.Fatalf("client 1 has no address: %v", s.Addresses)
+		}
+		var conn *tls.Conn
+		if err := l.Do(cli, func() (err error) {
+			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
+			if err == nil {
+				conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write(wire.AppendRequest(nil, "/IPHTTPS", lab.ServerName))
+		r := wire.NewReader(conn, 0)
+		if _, err := r.ReadResponse(0); err != nil {
+			t.Fatal(err)
+		}
+		ns, err := packet.BuildICMPv6(netip.IPv6Unspecified(), packet.SolicitedNode(owned), 255, &ndp.NeighborSolicitation{TargetAddress: owned})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(ns)
+		for {
+			pkt, err := r.Next()
+			if err != nil {
+				t.Fatalf("no neighbor advertisement defending %s: %v", owned, err)
+			}
+			typ, _ := packet.ICMPv6Type(pkt)
+			if typ != packet.TypeNeighborAdvertisement {
+				continue // the router advertisement sent on connect
+			}
+			m, err := packet.ParseND(pkt)
+			if err != nil {
+				t.Fatalf("bad NA: %v", err)
+			}
+			na := m.(*ndp.NeighborAdvertisement)
+			if na.TargetAddress != owned || na.Router || na.Solicited || len(na.Options) != 0 ||
+				packet.Dst(pkt) != netip.MustParseAddr("ff02::1") || packet.HopLimit(pkt) != 255 {
+				t.Errorf("NA %+v to %s hop limit %d: want target %s, R=0 S=0, no options, to ff02::1, hop limit 255",
+					na, packet.Dst(pkt), packet.HopLimit(pkt), owned)
+			}
+			break
+		}
+		// The owner keeps its address.
 		mustPing(t, l, cli, lab.IntranetHost)
 	})
 
