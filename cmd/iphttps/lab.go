@@ -352,15 +352,21 @@ func (d *labDemo) statuses(ctx context.Context) {
 // explore tells how to look around in a lab that stays up.
 func (d *labDemo) explore(dir string) {
 	l := d.l
+	down := "sudo iphttps lab down"
+	if dir != labDefaultDir {
+		down += " --dir " + dir
+	}
 	fmt.Fprintf(d.out, `
 The lab stays up. Explore it from another terminal:
-  sudo ip netns exec %[1]s bash                   a shell on client 1
-      ping -6 %[2]s ; ip -6 addr show dev %[3]s ; curl 'http://[%[2]s]/'
-  sudo iphttps show interfaces --socket %[4]s     client 1's status
-  sudo iphttps show interfaces --socket %[5]s     the server's status
-  logs: %[6]s/{server,cli1,...,dnsmasq}.log
-Press Ctrl-C here, or run 'sudo iphttps lab down --dir %[6]s', to remove it.
-`, l.ClientNS(1), lab.IntranetHost, lab.ClientDevice, l.SocketFile("cli1"), l.SocketFile("server"), dir)
+  # a shell on client 1 (try: ping -6 %[2]s; ip -6 addr show dev %[3]s; curl 'http://[%[2]s]/')
+  sudo ip netns exec %[1]s bash
+  # the status of client 1 and of the server
+  sudo iphttps show interfaces --socket %[4]s
+  sudo iphttps show interfaces --socket %[5]s
+  # the daemons' logs
+  ls %[6]s/*.log
+To remove the lab: Ctrl-C here, or '%[7]s'.
+`, l.ClientNS(1), lab.IntranetHost, lab.ClientDevice, l.SocketFile("cli1"), l.SocketFile("server"), dir, down)
 }
 
 // indentAfterFirst indents every line but the first.

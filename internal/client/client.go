@@ -69,7 +69,7 @@ func New(o Options) *Client {
 	c.st.Update(func(s *status.Interface) {
 		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
 		s.Device, s.State, s.PID, s.Since = o.Interface, "Enabled", os.Getpid(), time.Now()
-		s.InterfaceStatus = winerr.StatusWaiting
+		s.InterfaceStatus = winerr.StatusConnecting
 	})
 	return c
 }

@@ -44,6 +44,9 @@ const (
 	StatusInvalidURL    = "Invalid IPHTTPS URL specified"
 	StatusCreateFailure = "Interface creation failure"
 	StatusDeactivated   = "IPHTTPS interface deactivated"
+	// StatusConnecting is iphttps' own: Windows shows no state for the first
+	// attempt, before it has either succeeded or failed.
+	StatusConnecting = "Connecting to the IPHTTPS server"
 )
 
 // StatusFor returns the Interface Status string Windows shows with code.
