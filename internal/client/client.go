@@ -141,6 +141,7 @@ func (c *Client) createInterface(ctx context.Context) error {
 		if err == nil {
 			if err = netcfg.PrepareLink(c.o.Interface, LinkMTU); err == nil {
 				c.dev = dev
+				c.st.Update(func(s *status.Interface) { s.Offload = dev.Offloaded() })
 				return nil
 			}
 			dev.Close()

@@ -258,6 +258,7 @@ func (s *Server) Status() status.Interface {
 		Prefix:          s.o.Router.Prefix.String(),
 		AuthMode:        s.o.Router.Mode.String(),
 		PID:             os.Getpid(),
+		Offload:         s.dev.Offloaded(),
 		Counters:        s.counters(),
 	}
 	st.Addresses = []string{netip.PrefixFrom(s.o.Router.LinkLocal, 64).String()}

@@ -37,6 +37,7 @@ func WriteNetsh(w io.Writer, ifs []Interface) error {
 		line(&b, "Interface Status", s.InterfaceStatus)
 		line(&b, "Device", s.Device)
 		line(&b, "State", s.State)
+		line(&b, "TUN Offload", map[bool]string{true: "on", false: "off"}[s.Offload])
 		if !s.Since.IsZero() {
 			line(&b, "Since", s.Since.Format("2006-01-02 15:04:05"))
 		}

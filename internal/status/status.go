@@ -26,6 +26,7 @@ type Interface struct {
 	Routes          []string          `json:"routes,omitempty"`
 	Server          string            `json:"server,omitempty"` // client: the server's remote address in use
 	AuthMode        string            `json:"auth_mode,omitempty"`
+	Offload         bool              `json:"offload"` // TUN GSO/GRO in use
 	PID             int               `json:"pid"`
 	Counters        map[string]uint64 `json:"counters,omitempty"`
 	Clients         []Client          `json:"clients,omitempty"`

@@ -31,6 +31,9 @@ func TestTunnel(t *testing.T) {
 				t.Errorf("%s: state %q, interface status %q, last error code 0x%X; want LinkUp, %q, 0x0",
 					lab.ClientName(i), s.State, s.InterfaceStatus, s.LastErrorCode, lab.StatusActive)
 			}
+			if !s.Offload {
+				t.Errorf("%s: TUN offload is off; this kernel offers it (IFF_VNET_HDR, TUNSETOFFLOAD), so --offload auto must use it", lab.ClientName(i))
+			}
 			a, ok := lab.LinkAddr(s)
 			if !ok || !lab.LinkPrefixValue().Contains(a) {
 				t.Errorf("%s: no address from %s in %v", lab.ClientName(i), lab.LinkPrefix, s.Addresses)
