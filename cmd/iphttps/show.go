@@ -60,63 +60,57 @@ func newShowCmd() *cobra.Command {
 		e.SetIndent("", "  ")
 		return e.Encode(v)
 	}
-	show.AddCommand(&cobra.Command{
-		Use:   "interfaces",
-		Short: "Role, URL, last error code and interface status of each daemon (netsh layout)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ifs, err := fetch(cmd.Context())
-			if err != nil {
-				return err
+	// sub makes a show subcommand that renders the fetched status as JSON
+	// (jsonOf) or as text (text).
+	sub := func(use, short string, jsonOf func([]status.Interface) any, text func([]status.Interface) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				ifs, err := fetch(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(jsonOf(ifs))
+				}
+				return text(ifs)
+			},
+		}
+	}
+	clientsOf := func(ifs []status.Interface) []status.Client {
+		var cl []status.Client
+		for _, s := range ifs {
+			if s.Role == "server" {
+				cl = append(cl, s.Clients...)
 			}
-			if asJSON {
-				return printJSON(ifs)
-			}
-			return status.WriteNetsh(os.Stdout, ifs)
-		},
-	}, &cobra.Command{
-		Use:   "statistics",
-		Short: "Packet, byte and drop counters of each daemon",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ifs, err := fetch(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
+		}
+		return cl
+	}
+	show.AddCommand(
+		sub("interfaces", "Role, URL, last error code and interface status of each daemon (netsh layout)",
+			func(ifs []status.Interface) any { return ifs },
+			func(ifs []status.Interface) error { return status.WriteNetsh(os.Stdout, ifs) }),
+		sub("statistics", "Packet, byte and drop counters of each daemon",
+			func(ifs []status.Interface) any {
 				m := map[string]map[string]uint64{}
 				for _, s := range ifs {
 					m[s.Role+"/"+s.Device] = s.Counters
 				}
-				return printJSON(m)
-			}
-			return status.WriteCounters(os.Stdout, ifs)
-		},
-	}, &cobra.Command{
-		Use:   "clients",
-		Short: "Clients connected to the local server(s)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ifs, err := fetch(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var cl []status.Client
-			for _, s := range ifs {
-				if s.Role == "server" {
-					cl = append(cl, s.Clients...)
+				return m
+			},
+			func(ifs []status.Interface) error { return status.WriteCounters(os.Stdout, ifs) }),
+		sub("clients", "Clients connected to the local server(s)",
+			func(ifs []status.Interface) any { return clientsOf(ifs) },
+			func(ifs []status.Interface) error {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ADDRESSES\tREMOTE\tSUBJECT\tSINCE\tBYTES IN\tBYTES OUT")
+				for _, c := range clientsOf(ifs) {
+					fmt.Fprintf(tw, "%v\t%s\t%s\t%s\t%d\t%d\n", c.Addresses, c.Remote, c.Subject, c.Since.Format(time.DateTime), c.BytesIn, c.BytesOut)
 				}
-			}
-			if asJSON {
-				return printJSON(cl)
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESSES\tREMOTE\tSUBJECT\tSINCE\tBYTES IN\tBYTES OUT")
-			for _, c := range cl {
-				fmt.Fprintf(tw, "%v\t%s\t%s\t%s\t%d\t%d\n", c.Addresses, c.Remote, c.Subject, c.Since.Format(time.DateTime), c.BytesIn, c.BytesOut)
-			}
-			return tw.Flush()
-		},
-	})
+				return tw.Flush()
+			}),
+	)
 	return show
 }

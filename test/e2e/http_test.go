@@ -36,25 +36,31 @@ func TestHTTPFront(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 
+	// dialTLS opens a TLS connection to the server from the client namespace,
+	// closed when t ends, with a 5 s deadline.
+	dialTLS := func(t *testing.T) *tls.Conn {
+		t.Helper()
+		var conn *tls.Conn
+		if err := l.Do(cli, func() error {
+			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
+			if err == nil {
+				conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		return conn
+	}
+
 	// exchange opens a TLS connection from the client namespace, writes
 	// send, and returns the status line and whether the server then closed
 	// the connection within 5 s.
 	exchange := func(t *testing.T, send string) (statusLine string, closed bool) {
 		t.Helper()
-		var conn *tls.Conn
-		err := l.Do(cli, func() error {
-			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
-			if err != nil {
-				return err
-			}
-			conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialTLS(t)
 		if _, err := io.WriteString(conn, send); err != nil {
 			t.Fatalf("write: %v", err)
 		}
@@ -94,18 +100,7 @@ func TestHTTPFront(t *testing.T) {
 	}
 
 	t.Run("path case-insensitive, Windows head", func(t *testing.T) {
-		var conn *tls.Conn
-		if err := l.Do(cli, func() (err error) {
-			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
-			if err == nil {
-				conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialTLS(t)
 		// The head Windows sends (Content-Length first), with the path in another case.
 		conn.Write(wire.AppendRequest(nil, "/iphttps", lab.ServerName))
 		r := wire.NewReader(conn, 0)
@@ -129,18 +124,7 @@ func TestHTTPFront(t *testing.T) {
 
 	t.Run("non-IPv6 data closes only that session", func(t *testing.T) {
 		before := counter(t, l, "drop_not_ipv6")
-		var conn *tls.Conn
-		if err := l.Do(cli, func() (err error) {
-			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
-			if err == nil {
-				conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialTLS(t)
 		conn.Write(wire.AppendRequest(nil, "/IPHTTPS", lab.ServerName))
 		r := wire.NewReader(conn, 0)
 		if _, err := r.ReadResponse(0); err != nil {
@@ -175,18 +159,7 @@ func TestHTTPFront(t *testing.T) {
 		if !ok {
 			t.Fatalf("client 1 has no address: %v", s.Addresses)
 		}
-		var conn *tls.Conn
-		if err := l.Do(cli, func() (err error) {
-			raw, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerIPv4, "443"), 5*time.Second)
-			if err == nil {
-				conn = tls.Client(raw, &tls.Config{ServerName: lab.ServerName, RootCAs: roots})
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialTLS(t)
 		conn.Write(wire.AppendRequest(nil, "/IPHTTPS", lab.ServerName))
 		r := wire.NewReader(conn, 0)
 		if _, err := r.ReadResponse(0); err != nil {
