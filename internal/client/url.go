@@ -59,7 +59,7 @@ func ParseURL(raw string, allowIP, allowHTTP bool) (Target, error) {
 		t.Port = p
 	}
 	if _, err := netip.ParseAddr(t.Host); err == nil && !allowIP {
-		return invalid("IP-HTTPS URL %q uses an IP address: Windows clients refuse IP literals (0x4be); use the DNS name in the server certificate's subject (or --allow-ip-literal)", raw)
+		return invalid("IP-HTTPS URL %q uses an IP address, which Windows clients refuse; use the DNS name in the server certificate's subject (or --allow-ip-literal)", raw)
 	}
 	if t.Path == "" || t.Path == "/" {
 		return invalid("IP-HTTPS URL %q has no path; the usual one is /IPHTTPS", raw)
