@@ -97,6 +97,9 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 	if cfg.ReconnectInitial <= 0 || cfg.ReconnectMax < cfg.ReconnectInitial {
 		return o, fmt.Errorf("reconnect timer: want 0 < reconnect_initial <= reconnect_max (got %v, %v)", cfg.ReconnectInitial, cfg.ReconnectMax)
 	}
+	if cfg.ConnectTimeout <= 0 || cfg.RATimeout <= 0 {
+		return o, fmt.Errorf("connect_timeout and ra_timeout must be positive (got %v, %v)", cfg.ConnectTimeout, cfg.RATimeout)
+	}
 	if cfg.ReconnectJitter < 0 || cfg.ReconnectJitter > 0.5 {
 		return o, fmt.Errorf("reconnect_jitter %v: want 0 to 0.5", cfg.ReconnectJitter)
 	}

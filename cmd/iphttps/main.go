@@ -18,6 +18,8 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, the next one ends the process at once.
+	context.AfterFunc(ctx, stop)
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
 		// Errors that map to a Windows code print it: "... (0x2740)".

@@ -102,10 +102,19 @@ func (c *Client) Run(ctx context.Context) error {
 	if err := c.createInterface(ctx); err != nil {
 		return err
 	}
-	defer c.dev.Close()
+	// The TUN device vanishing under the client (ip link del) ends the run.
+	runCtx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	upDone := make(chan struct{})
-	go func() { defer close(upDone); c.readTUN() }()
+	go func() {
+		defer close(upDone)
+		c.readTUN()
+		if ctx.Err() == nil {
+			fail(winerr.Errorf(winerr.InstallFailure, "the interface %s was removed while the client ran", c.o.Interface))
+		}
+	}()
 	defer func() { c.dev.Close(); <-upDone }()
+	ctx = runCtx
 
 	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.o.Interface, "offload", c.dev.Offloaded())
 	bo := c.o.Backoff
@@ -127,6 +136,10 @@ func (c *Client) Run(ctx context.Context) error {
 		if !sleep(ctx, wait) {
 			break
 		}
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		c.fail(err)
+		return err
 	}
 	c.log.Info("IP-HTTPS client stopping: removing the interface", "interface", c.o.Interface)
 	return nil
@@ -192,26 +205,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // readTUN sends what the host routes into the tunnel to the live connection.
 func (c *Client) readTUN() {
 	batch := tundev.NewReadBatch(c.dev, LinkMTU)
+	pkts := make([][]byte, 0, c.dev.BatchSize())
 	for {
 		n, err := batch.Read(c.dev)
-		if ob := c.cur.Load(); ob == nil {
-			c.c.dropLinkDown.Add(uint64(n))
-		} else {
-			for i := 0; i < n; i++ {
-				p := batch.Packet(i)
-				switch err := ob.Append(p); {
-				case err == nil:
-					c.c.pktsUp.Add(1)
-					c.c.bytesUp.Add(uint64(len(p)))
-				case errors.Is(err, wire.ErrFull):
-					c.c.dropOutboxFull.Add(1)
-				case errors.Is(err, wire.ErrClosed):
-					c.c.dropLinkDown.Add(1)
-				default:
-					c.c.dropBadFrame.Add(1)
-				}
-			}
+		pkts = pkts[:0]
+		for i := 0; i < n; i++ {
+			pkts = append(pkts, batch.Packet(i))
 		}
+		c.send(pkts)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -222,6 +223,39 @@ func (c *Client) readTUN() {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+	}
+}
+
+// send queues packets from the TUN device on the live connection, taking the
+// queue's lock once for the batch; a packet that is refused is counted and
+// skipped.
+func (c *Client) send(pkts [][]byte) {
+	ob := c.cur.Load()
+	if ob == nil {
+		c.c.dropLinkDown.Add(uint64(len(pkts)))
+		return
+	}
+	for len(pkts) > 0 {
+		n, err := ob.AppendBatch(pkts)
+		bytes := 0
+		for _, p := range pkts[:n] {
+			bytes += len(p)
+		}
+		c.c.bytesUp.Add(uint64(bytes))
+		c.c.pktsUp.Add(uint64(n))
+		if err == nil {
+			return
+		}
+		switch {
+		case errors.Is(err, wire.ErrFull):
+			c.c.dropOutboxFull.Add(1)
+		case errors.Is(err, wire.ErrClosed):
+			c.c.dropLinkDown.Add(uint64(len(pkts) - n))
+			return
+		default:
+			c.c.dropBadFrame.Add(1)
+		}
+		pkts = pkts[n+1:]
 	}
 }
 

@@ -32,6 +32,15 @@ func TestParseURL(t *testing.T) {
 	if _, err := ParseURL("https://192.0.2.1/IPHTTPS", true, false); err != nil {
 		t.Errorf("allowIP: %v", err)
 	}
+	for in, want := range map[string]string{
+		"https://da.example.com/IPHTTPS":       "da.example.com",
+		"https://da.example.com:44500/IPHTTPS": "da.example.com:44500",
+		"https://[2001:db8::1]/IPHTTPS":        "[2001:db8::1]",
+	} {
+		if tg, err := ParseURL(in, true, false); err != nil || tg.HostHeader != want {
+			t.Errorf("Host header for %s = %q (%v), want %q", in, tg.HostHeader, err, want)
+		}
+	}
 	if tg, err := ParseURL("http://da.example.com/IPHTTPS", false, true); err != nil || tg.HTTPS || tg.Port != "80" {
 		t.Errorf("allowHTTP: %+v %v", tg, err)
 	}

@@ -89,8 +89,19 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		sn, _ := ndp.SolicitedNodeMulticast(target)
 		send(unspec, sn, &ndp.NeighborSolicitation{TargetAddress: target})
 	}
-	dad(ll)
-	send(ll, allRouters, &ndp.RouterSolicitation{})
+	// Router solicitations come from :: until the link-local address has
+	// passed duplicate address detection (RFC 4861 6.3.7), then from it.
+	llDone := l.ll == ll
+	rsFrom := func() netip.Addr {
+		if llDone {
+			return ll
+		}
+		return unspec
+	}
+	if !llDone {
+		dad(ll)
+	}
+	send(rsFrom(), allRouters, &ndp.RouterSolicitation{})
 	llTimer := time.NewTimer(dadWait)
 	defer llTimer.Stop()
 	rs := time.NewTicker(rsInterval)
@@ -99,17 +110,22 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 	defer deadline.Stop()
 
 	var ra *ndp.RouterAdvertisement
-	for ra == nil {
+	for ra == nil || !llDone {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-deadline.C:
 			return winerr.Errorf(winerr.NoData, "connected, but no router advertisement with a /64 prefix came within %v: the server publishes no IPv6 prefix", c.o.RATimeout)
 		case <-rs.C:
-			send(ll, allRouters, &ndp.RouterSolicitation{})
+			if ra == nil {
+				send(rsFrom(), allRouters, &ndp.RouterSolicitation{})
+			}
 		case <-llTimer.C:
-			if err := l.setLinkLocal(c, ll); err != nil {
-				return err
+			if !llDone {
+				if err := l.setLinkLocal(c, ll); err != nil {
+					return err
+				}
+				llDone = true
 			}
 		case m := <-nd:
 			switch m := m.(type) {
@@ -118,7 +134,7 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 					ra = m
 				}
 			case *ndp.NeighborAdvertisement:
-				if m.TargetAddress == ll {
+				if m.TargetAddress == ll && !llDone {
 					c.log.Warn("link-local address in use on the link; choosing another", "addr", ll)
 					newIID(&l.llIID)
 					ll = withIID(netip.MustParseAddr("fe80::"), l.llIID)
@@ -127,15 +143,6 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 				}
 			}
 		}
-	}
-	if !llTimer.Stop() {
-		select {
-		case <-llTimer.C:
-		default:
-		}
-	}
-	if err := l.setLinkLocal(c, ll); err != nil {
-		return err
 	}
 	if err := l.apply(ctx, c, ra, nd, dad, outerV6, true); err != nil {
 		return err

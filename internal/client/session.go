@@ -20,10 +20,11 @@ import (
 )
 
 const (
-	maxHead     = 8 << 10
-	readerSize  = 128 << 10
-	outboxLimit = 256 << 10
-	keepAlive   = 30 * time.Second
+	maxHead      = 8 << 10
+	readerSize   = 128 << 10
+	outboxLimit  = 256 << 10
+	keepAlive    = 30 * time.Second
+	writeTimeout = 30 * time.Second // a server that reads nothing for this long is given up
 )
 
 // connect makes one connection and runs it until it ends. wasUp tells whether
@@ -49,7 +50,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	nd := make(chan ndp.Message, 16)
 	pumps := make(chan error, 2)
 	go func() { pumps <- c.receive(r, nd) }()
-	go func() { pumps <- ob.Run(conn) }()
+	go func() { pumps <- ob.Run(wire.WithWriteDeadline(conn, writeTimeout)) }()
 	c.cur.Store(ob)
 	engine := make(chan error, 1)
 	go func() { engine <- c.lk.run(sctx, c, ob, nd, serverIsIPv6(conn)) }()
@@ -151,7 +152,7 @@ func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) 
 		}
 		return err
 	}
-	head := wire.AppendRequest(nil, c.o.Target.Path, c.o.Target.Host)
+	head := wire.AppendRequest(nil, c.o.Target.Path, c.o.Target.HostHeader)
 	if _, err := conn.Write(head); err != nil {
 		return nil, explain(fmt.Errorf("send the IP-HTTPS request: %w", err))
 	}
@@ -188,19 +189,17 @@ func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
 		}
 		c.c.pktsDown.Add(1)
 		c.c.bytesDown.Add(uint64(len(pkt)))
-		if typ, ok := packet.ICMPv6Type(pkt); ok && (typ == 134 || typ == 136) {
+		if typ, ok := packet.ICMPv6Type(pkt); ok && (typ == packet.TypeRouterAdvertisement || typ == packet.TypeNeighborAdvertisement) {
 			if m, err := packet.ParseND(pkt); err == nil {
 				select {
 				case nd <- m:
 				default:
 				}
 			}
-			continue
-		}
-		if err := w.Add(pkt); err != nil {
+		} else if err := w.Add(pkt); err != nil {
 			c.c.tunWriteErrors.Add(1)
 		}
-		if !r.HasPacket() {
+		if w.Pending() > 0 && !r.HasPacket() {
 			flush()
 		}
 	}

@@ -13,9 +13,12 @@ import (
 type Target struct {
 	URL   string // as configured, shown verbatim in the status (as Windows does)
 	HTTPS bool
-	Host  string // name (or literal, when allowed) used for TLS and the Host header
+	Host  string // name (or literal, when allowed) used for TLS
 	Port  string
-	Path  string
+	// HostHeader is the URL's host as written (with a port when the URL
+	// names one, brackets around an IPv6 literal), for the Host header.
+	HostHeader string
+	Path       string
 }
 
 // Addr is host:port for dialing.
@@ -51,7 +54,7 @@ func ParseURL(raw string, allowIP, allowHTTP bool) (Target, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return invalid("IP-HTTPS URL %q: user info, query and fragment are not allowed", raw)
 	}
-	t.Host = u.Hostname()
+	t.Host, t.HostHeader = u.Hostname(), u.Host
 	if t.Host == "" {
 		return invalid("IP-HTTPS URL %q has no host", raw)
 	}

@@ -68,9 +68,15 @@ func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// infinity is the "forever" lifetime of netlink and of router advertisements.
+const infinity = 0xffffffff
+
 func lifetime(d time.Duration) int {
-	if d <= 0 || d >= 0xffffffff*time.Second {
-		return 0 // forever (netlink treats 0 as "not set" and uses infinity)
+	switch {
+	case d <= 0:
+		return 0
+	case d >= infinity*time.Second:
+		return infinity
 	}
 	return int(d / time.Second)
 }
@@ -78,23 +84,20 @@ func lifetime(d time.Duration) int {
 // AddAddr adds (or refreshes) addr on the device without duplicate address
 // detection (the link engine already did it on the IP-HTTPS link). With
 // prefixRoute the kernel also routes addr's prefix to the device; iphttps
-// installs its other routes itself. Zero lifetimes mean forever.
+// installs its other routes itself. Zero lifetimes (both) mean forever.
 func AddAddr(dev string, addr netip.Prefix, valid, preferred time.Duration, prefixRoute bool) error {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", dev, err)
 	}
-	a := &netlink.Addr{
-		IPNet:       ipnet(addr),
-		Flags:       unix.IFA_F_NODAD,
-		ValidLft:    lifetime(valid),
-		PreferedLft: lifetime(preferred),
-	}
+	a := &netlink.Addr{IPNet: ipnet(addr), Flags: unix.IFA_F_NODAD}
 	if !prefixRoute {
 		a.Flags |= unix.IFA_F_NOPREFIXROUTE
 	}
-	if a.ValidLft != 0 && a.PreferedLft == 0 {
-		a.PreferedLft = a.ValidLft
+	// Both zero: a permanent address. Otherwise the lifetimes as advertised:
+	// a preferred lifetime of 0 deprecates the address (RFC 4862 5.5.4).
+	if valid > 0 || preferred > 0 {
+		a.ValidLft, a.PreferedLft = lifetime(valid), lifetime(min(preferred, valid))
 	}
 	if err := netlink.AddrReplace(link, a); err != nil {
 		return fmt.Errorf("add address %s to %s: %w", addr, dev, err)

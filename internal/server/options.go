@@ -85,6 +85,9 @@ func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
 	if o.MaxClients <= 0 {
 		return bad("max_clients must be positive")
 	}
+	if o.HandshakeTimeout <= 0 {
+		return bad("handshake_timeout must be positive (got %v)", o.HandshakeTimeout)
+	}
 	if o.RAInterval < 3*time.Second {
 		return bad("ra_interval %v: use at least 3s (RFC 4861 MinRtrAdvInterval)", o.RAInterval)
 	}
@@ -201,7 +204,11 @@ func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config
 		}
 		pool, err := pki.LoadPool(c.ClientCA)
 		if err != nil {
-			return nil, winerr.Errorf(winerr.FileNotFound, "client_ca: %v", err)
+			code := winerr.CertUnknown
+			if errors.Is(err, os.ErrNotExist) {
+				code = winerr.FileNotFound
+			}
+			return nil, winerr.Errorf(code, "client_ca: %v", err)
 		}
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 		tc.ClientCAs = pool

@@ -51,6 +51,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	closing  bool // set by closeAll: no new sessions
 	wg       sync.WaitGroup
 }
 
@@ -137,10 +138,11 @@ func (s *Server) Run(ctx context.Context) error {
 		"offload", s.dev.Offloaded(), "tls", s.o.TLS != nil)
 	errc := make(chan error, 3)
 	s.wg.Add(3)
-	go func() { defer s.wg.Done(); errc <- s.readHost() }()
+	go func() { defer s.wg.Done(); errc <- s.readHost(ctx) }()
 	go func() { defer s.wg.Done(); errc <- s.accept(ctx) }()
 	go func() { defer s.wg.Done(); errc <- control.Serve(ctx, s.ctl, s.Status) }()
-	ticker := time.NewTicker(s.o.RAInterval)
+	// Advertise often enough that no advertised lifetime runs out between two.
+	ticker := time.NewTicker(min(s.o.RAInterval, s.router.AdvertiseInterval()))
 	defer ticker.Stop()
 	var err error
 loop:
@@ -172,10 +174,15 @@ func (s *Server) closeAll() {
 		os.Remove(s.o.ControlSocket)
 	}
 	s.mu.Lock()
+	s.closing = true
+	open := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
-		ss.close()
+		open = append(open, ss)
 	}
 	s.mu.Unlock()
+	for _, ss := range open {
+		ss.close()
+	}
 	if s.dev != nil {
 		s.dev.Close()
 	}
@@ -204,8 +211,9 @@ func (s *Server) accept(ctx context.Context) error {
 	}
 }
 
-// readHost moves packets the kernel routes to the link to their clients.
-func (s *Server) readHost() error {
+// readHost moves packets the kernel routes to the link to their clients. It
+// fails if the TUN device goes away while the server runs.
+func (s *Server) readHost(ctx context.Context) error {
 	batch := tundev.NewReadBatch(s.dev, LinkMTU)
 	for {
 		n, err := batch.Read(s.dev)
@@ -215,7 +223,10 @@ func (s *Server) readHost() error {
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				return winerr.Errorf(winerr.InstallFailure, "the TUN device %s was removed while the server ran", s.o.Interface)
 			}
 			if errors.Is(err, tun.ErrTooManySegments) {
 				s.c.tunReadErrors.Add(1)
@@ -228,20 +239,27 @@ func (s *Server) readHost() error {
 	}
 }
 
-func (s *Server) addSession(ss *session) bool {
+// addSession adds ss to the client table and attaches it to the router; it
+// fails when the table is full or the server is shutting down.
+func (s *Server) addSession(ss *session) (ok, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.sessions) >= s.o.MaxClients {
-		return false
+	if s.closing {
+		return false, false
 	}
+	if len(s.sessions) >= s.o.MaxClients {
+		return false, true
+	}
+	ss.client = s.router.Attach(ss)
 	s.sessions[ss] = struct{}{}
-	return true
+	return true, false
 }
 
 func (s *Server) removeSession(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	s.router.Detach(ss.client)
 }
 
 // Status reports the server's state for the control socket.

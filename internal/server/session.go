@@ -25,6 +25,7 @@ const (
 	headTimeout   = 10 * time.Second
 	tcpKeepAlive  = 30 * time.Second
 	errorDeadline = 5 * time.Second
+	writeTimeout  = 30 * time.Second // a client that reads nothing for this long is dropped
 )
 
 // session is one client's HTTPS connection; it is the router's Port for it.
@@ -81,6 +82,9 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	ss := &session{srv: s, conn: raw, remote: raw.RemoteAddr().String(), since: time.Now()}
 	log := s.log.With("client", ss.remote)
 	defer ss.close()
+	// Shutdown ends the connection in every phase, handshake included.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlivePeriod(tcpKeepAlive)
@@ -130,15 +134,15 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	ss.conn.SetReadDeadline(time.Time{})
 
 	// [MS-IPHTTPS] 3.2.5.1: add a Client Table entry or just disconnect.
-	if !s.addSession(ss) {
-		s.c.refusedFull.Add(1)
-		log.Warn("client refused: the client table is full", "max_clients", s.o.MaxClients)
+	ss.outbox = wire.NewOutboxPool(outboxLimit, &s.buffers)
+	if ok, full := s.addSession(ss); !ok {
+		if full {
+			s.c.refusedFull.Add(1)
+			log.Warn("client refused: the client table is full", "max_clients", s.o.MaxClients)
+		}
 		return
 	}
 	defer s.removeSession(ss)
-	ss.outbox = wire.NewOutboxPool(outboxLimit, &s.buffers)
-	ss.client = s.router.Attach(ss)
-	defer s.router.Detach(ss.client)
 	s.c.sessionsTotal.Add(1)
 	s.c.sessionsActive.Add(1)
 	defer s.c.sessionsActive.Add(^uint64(0))
@@ -153,7 +157,11 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	log.Info("client connected", "subject", ss.subject, "host", req.Host)
 
 	done := make(chan error, 1)
-	go func() { done <- ss.outbox.Run(ss.conn) }()
+	go func() {
+		err := ss.outbox.Run(wire.WithWriteDeadline(ss.conn, writeTimeout))
+		ss.close() // a failed writer ends the session: the reader sees the close
+		done <- err
+	}()
 	s.router.Advertise(ss.client)
 	err = s.receive(ss, r)
 	ss.close()

@@ -87,6 +87,12 @@ func Create(name string, mtu int, off Offload) (*Device, error) {
 	if err != nil {
 		return nil, winerr.Errorf(winerr.InstallFailure, "create TUN device %s: %v (is CAP_NET_ADMIN missing?)", name, err)
 	}
+	// Link events are not used; drain them so the device's netlink
+	// listeners never block (they would outlive the device).
+	go func() {
+		for range dev.Events() {
+		}
+	}()
 	if off == OffloadOn && dev.BatchSize() <= 1 {
 		dev.Close()
 		return nil, winerr.Errorf(winerr.InstallFailure, "TUN offload was required (--offload on) but the kernel does not offer it on %s; use --offload auto", name)
@@ -115,7 +121,13 @@ func createPlain(name string, mtu int) (tun.Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	dev, err := tun.CreateTUNFromFile(f, mtu)
+	if err != nil {
+		f.Close() // closing the last descriptor removes the device
+		return nil, err
+	}
+	return dev, nil
 }
 
 // IPv6Usable checks that IPv6 is enabled in this network namespace. It returns
