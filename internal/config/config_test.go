@@ -45,3 +45,21 @@ func TestUnknownKey(t *testing.T) {
 		t.Fatalf("want an error naming the unknown key, got %v", err)
 	}
 }
+
+// The example files shipped in examples/ stay valid.
+func TestExamplesLoad(t *testing.T) {
+	s, err := Load("../../examples/server.toml", DefaultServer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Prefix != "2001:db8:1::/64" || len(s.Routes) != 1 || s.RAInterval != 200*time.Second {
+		t.Errorf("server example: %+v", s)
+	}
+	c, err := Load("../../examples/client.toml", DefaultClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL != "https://da.example.com/IPHTTPS" || c.ReconnectMax != 15*time.Minute {
+		t.Errorf("client example: %+v", c)
+	}
+}
