@@ -12,6 +12,7 @@ import (
 	"github.com/iphttps/iphttps/internal/config"
 	"github.com/iphttps/iphttps/internal/control"
 	"github.com/iphttps/iphttps/internal/pki"
+	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/tundev"
 )
 
@@ -76,6 +77,9 @@ On SIGINT or SIGTERM the interface, its addresses and routes are removed.`,
 	f.StringVar(&cfg.NameRule, "name-rule", cfg.NameRule, "server certificate name check: windows (subject CN = host) or standard (SAN)")
 	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
 	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS: only on a trusted network)")
+	f.StringVar(&cfg.Proxy, "proxy", "", "HTTP proxy to CONNECT through (http://host:port), or \"direct\"; default: HTTPS_PROXY/NO_PROXY from the environment")
+	f.StringVar(&cfg.ProxyCredentials, "proxy-credentials", "", "file holding user:password for the proxy (Basic authentication)")
+	f.StringVar(&cfg.ProxyCache, "proxy-cache", cfg.ProxyCache, "file remembering the proxy that last worked (tried first); empty: no cache")
 	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
 	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
 	addLogFlags(cmd, &cfg.Log)
@@ -117,6 +121,9 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 	if o.Target, err = client.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
 		return o, err
 	}
+	if o.Proxy, err = proxyConfig(cfg); err != nil {
+		return o, err
+	}
 	if !o.Target.HTTPS {
 		return o, nil
 	}
@@ -140,4 +147,30 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 	}
 	o.TLS = client.TLSConfig(o.Target.Host, roots, rule, certs, nil)
 	return o, nil
+}
+
+// proxyConfig resolves the proxy settings; credentials come from the
+// configuration file or a credentials file, never from the command line.
+func proxyConfig(cfg config.Client) (proxy.Config, error) {
+	pc := proxy.Config{Explicit: cfg.Proxy, User: cfg.ProxyUser, Password: cfg.ProxyPassword}
+	if cfg.Proxy != "" && cfg.Proxy != proxy.Direct {
+		p, err := proxy.Parse(cfg.Proxy)
+		if err != nil {
+			return pc, err
+		}
+		if p.User != "" {
+			return pc, fmt.Errorf("proxy %q: put credentials in a file (--proxy-credentials) or the configuration file (proxy_user, proxy_password), not in the URL on the command line", p.String())
+		}
+	}
+	if cfg.ProxyCredentials != "" {
+		u, pw, err := proxy.ReadCredentials(cfg.ProxyCredentials)
+		if err != nil {
+			return pc, err
+		}
+		pc.User, pc.Password = u, pw
+	}
+	if cfg.ProxyCache != "" {
+		pc.Cache = &proxy.Cache{Path: cfg.ProxyCache}
+	}
+	return pc, nil
 }

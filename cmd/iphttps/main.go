@@ -38,6 +38,7 @@ carried in one endless HTTPS POST, so IPv6 reaches networks that let only HTTPS 
   iphttps server   run an IP-HTTPS server (the router of the IP-HTTPS link)
   iphttps client   connect to an IP-HTTPS server and bring up a tunnel interface
   iphttps show     show the state of the daemons running on this machine
+  iphttps proxy    show or reset the proxy settings and cache of the client
   iphttps lab      build a whole deployment in network namespaces and exercise it
 
 Status and errors use the strings and codes Windows prints (netsh interface
@@ -46,6 +47,6 @@ httpstunnel show interfaces), so Windows troubleshooting guides apply.`,
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServerCmd(), newClientCmd(), newShowCmd(), newLabCmd())
+	root.AddCommand(newServerCmd(), newClientCmd(), newShowCmd(), newProxyCmd(), newLabCmd())
 	return root
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/iphttps/iphttps/internal/control"
 	"github.com/iphttps/iphttps/internal/netcfg"
+	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -33,6 +34,7 @@ const LinkMTU = 1280
 type Options struct {
 	Target             Target
 	TLS                *tls.Config // nil for plain HTTP
+	Proxy              proxy.Config
 	Interface          string
 	Routes             []netip.Prefix
 	AcceptDefaultRoute bool

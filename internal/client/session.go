@@ -13,6 +13,7 @@ import (
 	"github.com/mdlayher/ndp"
 
 	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -31,7 +32,7 @@ const (
 // the link came all the way up (an address was configured).
 func (c *Client) connect(ctx context.Context) (bool, error) {
 	c.st.Update(func(s *status.Interface) { s.State, s.NextRetry = "LinkDown", time.Time{} })
-	conn, err := c.dial(ctx)
+	conn, via, err := c.dial(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -42,6 +43,12 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	r, err := c.post(ctx, conn)
 	if err != nil {
 		return false, err
+	}
+	if via != proxy.Direct && c.o.Proxy.Cache != nil {
+		// This proxy works: try it first next time.
+		if err := c.o.Proxy.Cache.Store(via); err != nil {
+			c.log.Warn("cannot remember the proxy", "err", err)
+		}
 	}
 
 	// LinkUp: packets flow both ways; the link engine brings up addresses.
@@ -83,23 +90,45 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	return c.lk.wasUp(), err
 }
 
-// dial opens TCP to the server and, for https, runs TLS with the Windows
-// checks. A server asking for a client certificate the client lacks gives
-// SEC_I_INCOMPLETE_CREDENTIALS (0x90320), as on Windows.
-func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
-	defer cancel()
-	d := net.Dialer{KeepAlive: keepAlive}
-	raw, err := d.DialContext(ctx, "tcp", c.o.Target.Addr())
+// dial reaches the server (through each proxy route in turn, or directly)
+// and, for https, runs TLS with the Windows checks. A server asking for a
+// client certificate the client lacks gives SEC_I_INCOMPLETE_CREDENTIALS
+// (0x90320), as on Windows. It returns the proxy used, or "direct".
+func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
+	target := c.o.Target.Addr()
+	routes, err := c.o.Proxy.Routes(target)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.o.Target.Addr(), err)
+		return nil, "", winerr.New(winerr.HostNotFound, err)
+	}
+	d := net.Dialer{KeepAlive: keepAlive}
+	var (
+		raw net.Conn
+		via string
+	)
+	for i, rt := range routes {
+		via = rt.Proxy.String()
+		c.st.Update(func(s *status.Interface) { s.Proxy = via })
+		actx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
+		raw, err = proxy.Connect(actx, &d, rt.Proxy, target)
+		cancel()
+		if err == nil {
+			break
+		}
+		if i < len(routes)-1 {
+			c.log.Info("cannot reach the server this way; trying the next", "proxy", via, "source", rt.Source, "err", err)
+		}
+	}
+	if err != nil {
+		return nil, via, err
 	}
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	if c.o.TLS == nil {
-		return raw, nil
+		return raw, via, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
+	defer cancel()
 	cfg := c.o.TLS.Clone()
 	var asked atomic.Bool
 	certs := cfg.Certificates
@@ -114,11 +143,11 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	tconn := tls.Client(raw, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, c.tlsError(err, asked.Load(), len(certs) > 0)
+		return nil, via, c.tlsError(err, asked.Load(), len(certs) > 0)
 	}
 	// In TLS 1.3 the server judges the client certificate after the client
 	// finished: keep the flag to explain a failure on the first read.
-	return &tlsConn{Conn: tconn, asked: &asked, haveCert: len(certs) > 0}, nil
+	return &tlsConn{Conn: tconn, asked: &asked, haveCert: len(certs) > 0}, via, nil
 }
 
 type tlsConn struct {

@@ -81,6 +81,11 @@ type Client struct {
 	NameRule           string        `toml:"name_rule"`
 	AllowIPLiteral     bool          `toml:"allow_ip_literal"`
 	AllowPlainHTTP     bool          `toml:"allow_plain_http"`
+	Proxy              string        `toml:"proxy"`             // "", "direct" or a URL
+	ProxyCredentials   string        `toml:"proxy_credentials"` // file with user:password
+	ProxyUser          string        `toml:"proxy_user"`        // config file only: never a flag
+	ProxyPassword      string        `toml:"proxy_password"`    // config file only: never a flag
+	ProxyCache         string        `toml:"proxy_cache"`
 	ControlSocket      string        `toml:"control_socket"`
 	Offload            string        `toml:"offload"`
 	Log
@@ -99,6 +104,7 @@ func DefaultClient() Client {
 		ConnectTimeout:     20 * time.Second,
 		RATimeout:          10 * time.Second,
 		NameRule:           "windows",
+		ProxyCache:         "/var/lib/iphttps/proxy-cache.json",
 		Offload:            "auto",
 		Log:                Log{Level: "info", Format: "text"},
 	}

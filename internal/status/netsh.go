@@ -53,6 +53,9 @@ func WriteNetsh(w io.Writer, ifs []Interface) error {
 		if s.Server != "" {
 			line(&b, "Server Endpoint", s.Server)
 		}
+		if s.Proxy != "" {
+			line(&b, "Proxy", s.Proxy)
+		}
 		if s.Prefix != "" {
 			line(&b, "Prefix", s.Prefix)
 		}

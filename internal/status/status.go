@@ -25,6 +25,7 @@ type Interface struct {
 	Addresses       []string          `json:"addresses,omitempty"`
 	Routes          []string          `json:"routes,omitempty"`
 	Server          string            `json:"server,omitempty"` // client: the server's remote address in use
+	Proxy           string            `json:"proxy,omitempty"`  // client: the proxy in use, or "direct"
 	AuthMode        string            `json:"auth_mode,omitempty"`
 	Offload         bool              `json:"offload"` // TUN GSO/GRO in use
 	PID             int               `json:"pid"`
