@@ -119,6 +119,12 @@ func (c *Client) Run(ctx context.Context) error {
 	ctx = runCtx
 
 	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.o.Interface, "offload", c.dev.Offloaded())
+	kick := make(chan struct{}, 1)
+	go func() {
+		if err := watchNetwork(ctx, c.o.Interface, kick); err != nil {
+			c.log.Warn("cannot watch the network for changes; reconnects follow the timer only", "err", err)
+		}
+	}()
 	bo := c.o.Backoff
 	for ctx.Err() == nil {
 		wasUp, err := c.connect(ctx)
@@ -135,7 +141,11 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
 		c.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "last_error", winerr.Hex(winerr.Classify(err)))
-		if !sleep(ctx, wait) {
+		select {
+		case <-kick: // a stale change from before this failure
+		default:
+		}
+		if !sleepOrKick(ctx, wait, kick) {
 			break
 		}
 	}
@@ -188,6 +198,24 @@ func (c *Client) fail(err error) {
 		s.Since = time.Now()
 	})
 	c.log.Warn(winerr.StatusFor(code), "code", winerr.Hex(code), "err", err)
+}
+
+// networkSettle lets a network that just changed finish coming up (addresses,
+// routes, DNS) before the reconnect it triggers.
+const networkSettle = 500 * time.Millisecond
+
+// sleepOrKick waits d, or less when the network changes; false when ctx ends.
+func sleepOrKick(ctx context.Context, d time.Duration, kick <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	case <-kick:
+		return sleep(ctx, networkSettle)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

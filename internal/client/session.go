@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/ndp"
 
+	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/status"
@@ -100,7 +102,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 	if err != nil {
 		return nil, "", winerr.New(winerr.HostNotFound, err)
 	}
-	d := net.Dialer{KeepAlive: keepAlive}
+	d := net.Dialer{KeepAlive: keepAlive, Control: func(_, _ string, rc syscall.RawConn) error {
+		return netcfg.SetTCPUserTimeout(rc, writeTimeout)
+	}}
 	var (
 		raw net.Conn
 		via string

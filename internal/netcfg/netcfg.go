@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -157,4 +158,21 @@ func RouteTo(dst netip.Addr) (string, error) {
 		return "", err
 	}
 	return l.Attrs().Name, nil
+}
+
+// SetTCPUserTimeout makes the kernel abort a TCP connection whose sent data
+// stays unacknowledged for d (TCP_USER_TIMEOUT, which also bounds keepalive
+// probing), so a tunnel over a path that silently died fails in bounded time.
+func SetTCPUserTimeout(c syscall.RawConn, d time.Duration) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("TCP_USER_TIMEOUT: %w", serr)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
@@ -89,6 +90,9 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlivePeriod(tcpKeepAlive)
 		tc.SetKeepAlive(true)
+		if rc, err := tc.SyscallConn(); err == nil {
+			netcfg.SetTCPUserTimeout(rc, writeTimeout)
+		}
 	}
 
 	if s.o.TLS != nil {
