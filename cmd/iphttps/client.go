@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -33,32 +36,64 @@ root (system roots, or --ca), and the subject CN must be the URL's host name (--
 standard checks the subject alternative names instead). The URL must name the host; an IP
 literal is refused with 0x4be, as Windows does.
 
-On SIGINT or SIGTERM the interface, its addresses and routes are removed.`,
+On SIGHUP the configuration file is read again and the client reconnects with it (the
+interface name cannot change). On SIGINT or SIGTERM the interface, its addresses and routes
+are removed.`,
 		Example: `  iphttps client https://da.example.com/IPHTTPS
   iphttps client https://da.example.test/IPHTTPS --ca /etc/iphttps/ca.pem --route 2001:db8:c0::/48
   iphttps client --config /etc/iphttps/client.toml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if file != "" {
-				fc, err := config.Load(file, config.DefaultClient())
-				if err != nil {
-					return err
+			flagged := cfg // the defaults and flags, before the file
+			resolve := func() (config.Client, error) {
+				c := flagged
+				if file != "" {
+					fc, err := config.Load(file, config.DefaultClient())
+					if err != nil {
+						return c, err
+					}
+					config.Merge(&c, fc, cmd.Flags())
 				}
-				config.Merge(&cfg, fc, cmd.Flags())
+				if len(args) == 1 {
+					c.URL = args[0]
+				}
+				return c, nil
 			}
-			if len(args) == 1 {
-				cfg.URL = args[0]
-			}
-			log, err := newLogger(cfg.Log)
+			c, err := resolve()
 			if err != nil {
 				return err
 			}
-			o, err := clientOptions(cfg)
+			log, err := newLogger(c.Log)
+			if err != nil {
+				return err
+			}
+			o, err := clientOptions(c)
 			if err != nil {
 				return err
 			}
 			o.Log = log
-			return client.New(o).Run(cmd.Context())
+			cl := client.New(o)
+			// SIGHUP re-reads the configuration file.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					c, err := resolve()
+					var o client.Options
+					if err == nil {
+						o, err = clientOptions(c)
+					}
+					if err == nil {
+						o.Log = log
+						err = cl.Reload(o)
+					}
+					if err != nil {
+						log.Error("configuration not reloaded; the running one stays", "err", err)
+					}
+				}
+			}()
+			return cl.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()

@@ -9,10 +9,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,18 +57,22 @@ type counters struct {
 
 // Client is a running IP-HTTPS client.
 type Client struct {
-	o   Options
+	o   Options // read and replaced only by Run's goroutine, between connections
 	log *slog.Logger
-	st  status.Holder
-	dev *tundev.Device
-	cur atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
-	c   counters
-	lk  link
+
+	reloadMu sync.Mutex
+	pending  *Options      // options given to Reload, applied before the next connection
+	reloaded chan struct{} // closed (and replaced) by each Reload
+	st       status.Holder
+	dev      *tundev.Device
+	cur      atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
+	c        counters
+	lk       link
 }
 
 // New prepares a client; nothing touches the system until Run.
 func New(o Options) *Client {
-	c := &Client{o: o, log: o.Log}
+	c := &Client{o: o, log: o.Log, reloaded: make(chan struct{})}
 	c.lk.init()
 	c.st.Update(func(s *status.Interface) {
 		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
@@ -127,9 +133,24 @@ func (c *Client) Run(ctx context.Context) error {
 	}()
 	bo := c.o.Backoff
 	for ctx.Err() == nil {
-		wasUp, err := c.connect(ctx)
+		reload := c.reloadChan()
+		// A reload ends the current attempt; the loop then reconnects with it.
+		sctx, endSession := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-reload:
+				endSession()
+			case <-sctx.Done():
+			}
+		}()
+		wasUp, err := c.connect(sctx)
+		endSession()
 		if ctx.Err() != nil {
 			break
+		}
+		if c.applyReload() {
+			bo = c.o.Backoff
+			continue
 		}
 		c.fail(err)
 		wait := time.Duration(0)
@@ -145,8 +166,11 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-kick: // a stale change from before this failure
 		default:
 		}
-		if !sleepOrKick(ctx, wait, kick) {
+		if !sleepOrKick(ctx, wait, kick, reload) {
 			break
+		}
+		if c.applyReload() {
+			bo = c.o.Backoff
 		}
 	}
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -204,8 +228,9 @@ func (c *Client) fail(err error) {
 // routes, DNS) before the reconnect it triggers.
 const networkSettle = 500 * time.Millisecond
 
-// sleepOrKick waits d, or less when the network changes; false when ctx ends.
-func sleepOrKick(ctx context.Context, d time.Duration, kick <-chan struct{}) bool {
+// sleepOrKick waits d, or less when the network changes or the
+// configuration is reloaded; false when ctx ends.
+func sleepOrKick(ctx context.Context, d time.Duration, kick, reload <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -213,9 +238,50 @@ func sleepOrKick(ctx context.Context, d time.Duration, kick <-chan struct{}) boo
 		return false
 	case <-t.C:
 		return true
+	case <-reload:
+		return true
 	case <-kick:
 		return sleep(ctx, networkSettle)
 	}
+}
+
+// Reload hands the client a new configuration (SIGHUP): the current
+// connection attempt or wait ends and the next one uses o. The interface
+// cannot change without a restart.
+func (c *Client) Reload(o Options) error {
+	if o.Interface != c.o.Interface {
+		return fmt.Errorf("the interface name cannot change on reload (%s -> %s): restart the client", c.o.Interface, o.Interface)
+	}
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.pending = &o
+	close(c.reloaded)
+	c.reloaded = make(chan struct{})
+	return nil
+}
+
+func (c *Client) reloadChan() <-chan struct{} {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	return c.reloaded
+}
+
+// applyReload switches to the options given to Reload, if any.
+func (c *Client) applyReload() bool {
+	c.reloadMu.Lock()
+	o := c.pending
+	c.pending = nil
+	c.reloadMu.Unlock()
+	if o == nil {
+		return false
+	}
+	if o.Log == nil {
+		o.Log = c.log
+	}
+	c.o = *o
+	c.st.Update(func(s *status.Interface) { s.URL = o.Target.URL })
+	c.log.Info("configuration reloaded; reconnecting", "url", o.Target.URL, "routes", o.Routes)
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
