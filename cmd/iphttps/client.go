@@ -113,6 +113,7 @@ are removed.`,
 	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
 	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS: only on a trusted network)")
 	f.StringVar(&cfg.Proxy, "proxy", "", "HTTP proxy to CONNECT through (http://host:port), or \"direct\"; default: HTTPS_PROXY/NO_PROXY from the environment")
+	f.StringVar(&cfg.PAC, "pac", "", "proxy auto-configuration script (file or http(s) URL) choosing the proxy, when --proxy is not given")
 	f.StringVar(&cfg.ProxyCredentials, "proxy-credentials", "", "file holding user:password for the proxy (Basic authentication)")
 	f.StringVar(&cfg.ProxyCache, "proxy-cache", cfg.ProxyCache, "file remembering the proxy that last worked (tried first); empty: no cache")
 	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
@@ -188,6 +189,9 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 // configuration file or a credentials file, never from the command line.
 func proxyConfig(cfg config.Client) (proxy.Config, error) {
 	pc := proxy.Config{Explicit: cfg.Proxy, User: cfg.ProxyUser, Password: cfg.ProxyPassword}
+	if cfg.PAC != "" {
+		pc.PAC = &proxy.PACSource{Location: cfg.PAC}
+	}
 	if cfg.Proxy != "" && cfg.Proxy != proxy.Direct {
 		p, err := proxy.Parse(cfg.Proxy)
 		if err != nil {

@@ -98,7 +98,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 // (0x90320), as on Windows. It returns the proxy used, or "direct".
 func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 	target := c.o.Target.Addr()
-	routes, err := c.o.Proxy.Routes(target)
+	routes, err := c.o.Proxy.Routes(ctx, target)
 	if err != nil {
 		return nil, "", winerr.New(winerr.HostNotFound, err)
 	}

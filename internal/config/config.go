@@ -82,6 +82,7 @@ type Client struct {
 	AllowIPLiteral     bool          `toml:"allow_ip_literal"`
 	AllowPlainHTTP     bool          `toml:"allow_plain_http"`
 	Proxy              string        `toml:"proxy"`             // "", "direct" or a URL
+	PAC                string        `toml:"pac"`               // PAC script: file or http(s) URL
 	ProxyCredentials   string        `toml:"proxy_credentials"` // file with user:password
 	ProxyUser          string        `toml:"proxy_user"`        // config file only: never a flag
 	ProxyPassword      string        `toml:"proxy_password"`    // config file only: never a flag

@@ -85,9 +85,11 @@ func ReadCredentials(path string) (user, password string, err error) {
 
 // Config says how the client reaches the server.
 type Config struct {
-	// Explicit is the configured proxy: "" to follow the environment,
-	// Direct for none, or a proxy URL.
+	// Explicit is the configured proxy: "" to follow the PAC script or the
+	// environment, Direct for none, or a proxy URL.
 	Explicit string
+	// PAC, when set and Explicit is "", chooses the proxies.
+	PAC *PACSource
 	// User and Password authenticate to the proxy (they override credentials
 	// in the proxy URL).
 	User, Password string
@@ -104,56 +106,88 @@ type Route struct {
 }
 
 // Routes returns the ways to reach target (host:port) in order: the cached
-// proxy first when the configuration calls for a proxy, then the configured
-// or environment proxy; or direct.
-func (c Config) Routes(target string) ([]Route, error) {
-	var (
-		p      Proxy
-		source string
-	)
-	switch c.Explicit {
-	case Direct:
-		return []Route{{}}, nil
-	case "":
-		getenv := c.Getenv
-		if getenv == nil {
-			getenv = os.Getenv
-		}
-		env := httpproxy.Config{
-			HTTPSProxy: first(getenv("HTTPS_PROXY"), getenv("https_proxy")),
-			NoProxy:    first(getenv("NO_PROXY"), getenv("no_proxy")),
-		}
-		u, err := env.ProxyFunc()(&url.URL{Scheme: "https", Host: target})
-		if err != nil {
-			return nil, fmt.Errorf("HTTPS_PROXY: %w", err)
-		}
-		if u == nil {
-			return []Route{{}}, nil
-		}
-		if p, err = Parse(u.String()); err != nil {
-			return nil, fmt.Errorf("HTTPS_PROXY: %w", err)
-		}
-		source = "environment"
-	default:
-		var err error
-		if p, err = Parse(c.Explicit); err != nil {
-			return nil, err
-		}
-		source = "configuration"
-	}
-	if c.User != "" {
-		p.User, p.Password = c.User, c.Password
+// proxy first when the configuration calls for a proxy, then the proxies
+// the configuration, the PAC script or the environment names; or direct.
+func (c Config) Routes(ctx context.Context, target string) ([]Route, error) {
+	configured, source, err := c.configured(ctx, target)
+	if err != nil {
+		return nil, err
 	}
 	var routes []Route
-	if c.Cache != nil {
-		if cached, ok := c.Cache.Load(); ok && cached != p.String() {
-			if cp, err := Parse(cached); err == nil {
-				cp.User, cp.Password = p.User, p.Password
-				routes = append(routes, Route{Proxy: cp, Source: "cache"})
+	usesProxy := false
+	for _, p := range configured {
+		if p.URL != nil {
+			usesProxy = true
+			if c.User != "" {
+				p.User, p.Password = c.User, c.Password
 			}
 		}
+		routes = append(routes, Route{Proxy: p, Source: source})
 	}
-	return append(routes, Route{Proxy: p, Source: source}), nil
+	if !usesProxy || c.Cache == nil {
+		return routes, nil
+	}
+	cached, ok := c.Cache.Load()
+	if !ok {
+		return routes, nil
+	}
+	for _, r := range routes {
+		if r.Proxy.String() == cached {
+			return routes, nil // already among them, in its place
+		}
+	}
+	cp, err := Parse(cached)
+	if err != nil {
+		return routes, nil
+	}
+	cp.User, cp.Password = c.User, c.Password
+	if cp.User == "" {
+		cp.User, cp.Password = routes[0].Proxy.User, routes[0].Proxy.Password
+	}
+	return append([]Route{{Proxy: cp, Source: "cache"}}, routes...), nil
+}
+
+// configured returns what the configuration names for target, without the cache.
+func (c Config) configured(ctx context.Context, target string) ([]Proxy, string, error) {
+	switch {
+	case c.Explicit == Direct:
+		return []Proxy{{}}, "", nil
+	case c.Explicit != "":
+		p, err := Parse(c.Explicit)
+		return []Proxy{p}, "configuration", err
+	case c.PAC != nil:
+		pac, err := c.PAC.Get(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		host, port, _ := net.SplitHostPort(target)
+		u := "https://" + target + "/"
+		if port == "443" {
+			u = "https://" + host + "/" // as browsers pass it: no default port
+		}
+		ps, err := pac.FindProxy(ctx, u, host)
+		return ps, "pac", err
+	}
+	getenv := c.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	env := httpproxy.Config{
+		HTTPSProxy: first(getenv("HTTPS_PROXY"), getenv("https_proxy")),
+		NoProxy:    first(getenv("NO_PROXY"), getenv("no_proxy")),
+	}
+	u, err := env.ProxyFunc()(&url.URL{Scheme: "https", Host: target})
+	if err != nil {
+		return nil, "", fmt.Errorf("HTTPS_PROXY: %w", err)
+	}
+	if u == nil {
+		return []Proxy{{}}, "", nil
+	}
+	p, err := Parse(u.String())
+	if err != nil {
+		return nil, "", fmt.Errorf("HTTPS_PROXY: %w", err)
+	}
+	return []Proxy{p}, "environment", nil
 }
 
 func first(a, b string) string {

@@ -43,7 +43,7 @@ func TestRoutes(t *testing.T) {
 		{"no_proxy other", Config{Getenv: env(map[string]string{"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "other.test"})}, "http://p:3128(environment)"},
 	}
 	for _, c := range cases {
-		rs, err := c.c.Routes(target)
+		rs, err := c.c.Routes(context.Background(), target)
 		if err != nil || str(rs) != c.want {
 			t.Errorf("%s: %s (%v), want %s", c.name, str(rs), err, c.want)
 		}
@@ -51,15 +51,15 @@ func TestRoutes(t *testing.T) {
 	if err := cache.Store("http://192.0.2.81:3128"); err != nil {
 		t.Fatal(err)
 	}
-	rs, _ := Config{Explicit: "http://192.0.2.80:3128", User: "u", Password: "p", Cache: cache}.Routes(target)
+	rs, _ := Config{Explicit: "http://192.0.2.80:3128", User: "u", Password: "p", Cache: cache}.Routes(context.Background(), target)
 	if got := str(rs); got != "http://192.0.2.81:3128(cache) http://192.0.2.80:3128(configuration)" || rs[0].Proxy.User != "u" {
 		t.Errorf("with cache: %s %+v", got, rs[0].Proxy)
 	}
-	rs, _ = Config{Explicit: "http://192.0.2.81:3128", Cache: cache}.Routes(target)
+	rs, _ = Config{Explicit: "http://192.0.2.81:3128", Cache: cache}.Routes(context.Background(), target)
 	if got := str(rs); got != "http://192.0.2.81:3128(configuration)" {
 		t.Errorf("cache equal to configuration is tried once: %s", got)
 	}
-	rs, _ = Config{Explicit: Direct, Cache: cache}.Routes(target)
+	rs, _ = Config{Explicit: Direct, Cache: cache}.Routes(context.Background(), target)
 	if got := str(rs); got != "direct()" {
 		t.Errorf("direct configuration does not use the cache: %s", got)
 	}
@@ -69,7 +69,7 @@ func TestRoutes(t *testing.T) {
 	if _, ok := cache.Load(); ok {
 		t.Error("cache not reset")
 	}
-	if _, err := (Config{Explicit: "socks5://p:1080"}).Routes(target); err == nil {
+	if _, err := (Config{Explicit: "socks5://p:1080"}).Routes(context.Background(), target); err == nil {
 		t.Error("socks5 accepted")
 	}
 }
