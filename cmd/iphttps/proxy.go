@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iphttps/iphttps/internal/config"
 	"github.com/iphttps/iphttps/internal/control"
 	"github.com/iphttps/iphttps/internal/proxy"
 )
@@ -28,6 +29,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
                         the ProxyMgr cache)`,
 	}
 	cmd.PersistentFlags().StringVar(&cachePath, "proxy-cache", proxy.DefaultCachePath, "the client's proxy cache file")
+	var confPath string
 	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show",
@@ -40,6 +42,8 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 				Proxy  string `json:"proxy"`
 			}
 			var out struct {
+				Configured  string            `json:"configured,omitempty"`
+				PAC         string            `json:"pac,omitempty"`
 				Environment map[string]string `json:"environment"`
 				CacheFile   string            `json:"cache_file"`
 				Cached      string            `json:"cached,omitempty"`
@@ -50,6 +54,16 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 			for _, k := range []string{"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
 				if v := os.Getenv(k); v != "" {
 					out.Environment[k] = redact(v)
+				}
+			}
+			if confPath != "" {
+				c, err := config.Load(confPath, config.DefaultClient())
+				if err != nil {
+					return err
+				}
+				out.Configured, out.PAC = redact(c.Proxy), c.PAC
+				if !cmd.Flags().Changed("proxy-cache") && c.ProxyCache != "" {
+					cachePath = c.ProxyCache
 				}
 			}
 			out.CacheFile = cachePath
@@ -72,6 +86,12 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 				return e.Encode(out)
 			}
 			fmt.Println("\nCurrent IP-HTTPS client proxy settings:")
+			if out.Configured != "" {
+				fmt.Printf("    Configured proxy  : %s (%s)\n", out.Configured, confPath)
+			}
+			if out.PAC != "" {
+				fmt.Printf("    PAC script        : %s (%s)\n", out.PAC, confPath)
+			}
 			if len(out.Environment) == 0 {
 				fmt.Println("    Environment       : no HTTPS_PROXY (direct access unless --proxy is given)")
 			}
@@ -93,6 +113,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	show.Flags().StringVarP(&confPath, "config", "c", "", "also show the proxy settings of this client configuration file")
 	reset := &cobra.Command{
 		Use:   "reset",
 		Short: "Forget the cached proxy",

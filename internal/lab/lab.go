@@ -778,6 +778,8 @@ func (l *Lab) Down() error {
 			errs = append(errs, fmt.Errorf("stop %s: %w\n%s", n, err, LogTail(p.logPath, 20)))
 		}
 	}
+	// The HTTP proxies (squid) and the BlockDirect table: see proxy.go.
+	errs = append(errs, l.downProxies(procs)...)
 	if web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = web.Shutdown(ctx)
