@@ -57,8 +57,9 @@ type counters struct {
 
 // Client is a running IP-HTTPS client.
 type Client struct {
-	o   Options // read and replaced only by Run's goroutine, between connections
-	log *slog.Logger
+	o     Options // read and replaced only by Run's goroutine, between connections
+	iface string  // o.Interface, which never changes
+	log   *slog.Logger
 
 	reloadMu sync.Mutex
 	pending  *Options      // options given to Reload, applied before the next connection
@@ -72,7 +73,7 @@ type Client struct {
 
 // New prepares a client; nothing touches the system until Run.
 func New(o Options) *Client {
-	c := &Client{o: o, log: o.Log, reloaded: make(chan struct{})}
+	c := &Client{o: o, iface: o.Interface, log: o.Log, reloaded: make(chan struct{})}
 	c.lk.init()
 	c.st.Update(func(s *status.Interface) {
 		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
@@ -249,8 +250,8 @@ func sleepOrKick(ctx context.Context, d time.Duration, kick, reload <-chan struc
 // connection attempt or wait ends and the next one uses o. The interface
 // cannot change without a restart.
 func (c *Client) Reload(o Options) error {
-	if o.Interface != c.o.Interface {
-		return fmt.Errorf("the interface name cannot change on reload (%s -> %s): restart the client", c.o.Interface, o.Interface)
+	if o.Interface != c.iface {
+		return fmt.Errorf("the interface name cannot change on reload (%s -> %s): restart the client", c.iface, o.Interface)
 	}
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
@@ -284,18 +285,12 @@ func (c *Client) applyReload() bool {
 	return true
 }
 
+// sleep waits d; false when ctx ends first.
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return sleepOrKick(ctx, d, nil, nil) // nil channels never fire
 }
 
 // readTUN sends what the host routes into the tunnel to the live connection.
