@@ -47,6 +47,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 				Environment map[string]string `json:"environment"`
 				CacheFile   string            `json:"cache_file"`
 				Cached      string            `json:"cached,omitempty"`
+				CachedFor   string            `json:"cached_for,omitempty"`
 				CachedAt    time.Time         `json:"cached_at,omitzero"`
 				InUse       []inUse           `json:"in_use,omitempty"`
 			}
@@ -71,7 +72,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 			if err != nil {
 				return err
 			}
-			out.Cached, out.CachedAt = e.Proxy, e.Saved
+			out.Cached, out.CachedFor, out.CachedAt = e.Proxy, e.Server, e.Saved
 			socks, _ := control.Sockets(control.DefaultDir)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
 			defer cancel()
@@ -103,7 +104,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 			if out.Cached == "" {
 				fmt.Printf("    Cached proxy      : none (%s)\n", cachePath)
 			} else {
-				fmt.Printf("    Cached proxy      : %s (worked at %s; %s)\n", out.Cached, out.CachedAt.Local().Format(time.DateTime), cachePath)
+				fmt.Printf("    Cached proxy      : %s for %s (worked at %s; %s)\n", out.Cached, out.CachedFor, out.CachedAt.Local().Format(time.DateTime), cachePath)
 			}
 			for _, u := range out.InUse {
 				fmt.Printf("    In use            : %s by the client of %s\n", u.Proxy, u.URL)
@@ -131,10 +132,4 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 }
 
 // redact hides the password of a proxy URL.
-func redact(v string) string {
-	p, err := proxy.Parse(v)
-	if err != nil || p.User == "" {
-		return v
-	}
-	return p.URL.Scheme + "://" + p.User + ":***@" + p.URL.Host
-}
+func redact(v string) string { return proxy.Redact(v) }

@@ -119,7 +119,7 @@ func (c *Client) Run(ctx context.Context) error {
 		defer close(upDone)
 		c.readTUN()
 		if ctx.Err() == nil {
-			fail(winerr.Errorf(winerr.InstallFailure, "the interface %s was removed while the client ran", c.o.Interface))
+			fail(winerr.Errorf(winerr.InstallFailure, "the interface %s was removed while the client ran", c.iface))
 		}
 	}()
 	defer func() { c.dev.Close(); <-upDone }()
@@ -128,12 +128,20 @@ func (c *Client) Run(ctx context.Context) error {
 	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.o.Interface, "offload", c.dev.Offloaded())
 	kick := make(chan struct{}, 1)
 	go func() {
-		if err := watchNetwork(ctx, c.o.Interface, kick); err != nil {
-			c.log.Warn("cannot watch the network for changes; reconnects follow the timer only", "err", err)
+		if err := watchNetwork(ctx, c.iface, kick); err != nil && ctx.Err() == nil {
+			c.log.Warn("stopped watching the network for changes; reconnects follow the timer only", "err", err)
 		}
 	}()
 	bo := c.o.Backoff
+	early := false // this backoff step already had its early (network change) retry
 	for ctx.Err() == nil {
+		if c.applyReload() {
+			bo = c.o.Backoff
+		}
+		select {
+		case <-kick: // a change from before this attempt: the attempt covers it
+		default:
+		}
 		reload := c.reloadChan()
 		// A reload ends the current attempt; the loop then reconnects with it.
 		sctx, endSession := context.WithCancel(ctx)
@@ -149,30 +157,30 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		if c.applyReload() {
-			bo = c.o.Backoff
+		if c.reloadPending() {
 			continue
 		}
 		c.fail(err)
 		wait := time.Duration(0)
-		if wasUp {
-			// A link that was up just ended: try again at once, then follow the timer.
+		if wasUp && c.lk.upFor() >= minUpForReset {
+			// A link that was up for a while just ended: try again at once,
+			// then follow the timer.
 			bo.Reset()
+			early = false
 		} else {
 			wait = bo.Next(time.Now())
 		}
 		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
 		c.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "last_error", winerr.Hex(winerr.Classify(err)))
-		select {
-		case <-kick: // a stale change from before this failure
-		default:
+		kicks := kick
+		if early {
+			kicks = nil // one early retry per step: a flapping network cannot defeat the timer
 		}
-		if !sleepOrKick(ctx, wait, kick, reload) {
+		ok, kicked := sleepOrKick(ctx, wait, kicks, reload)
+		if !ok {
 			break
 		}
-		if c.applyReload() {
-			bo = c.o.Backoff
-		}
+		early = kicked
 	}
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		c.fail(err)
@@ -229,20 +237,25 @@ func (c *Client) fail(err error) {
 // routes, DNS) before the reconnect it triggers.
 const networkSettle = 500 * time.Millisecond
 
-// sleepOrKick waits d, or less when the network changes or the
-// configuration is reloaded; false when ctx ends.
-func sleepOrKick(ctx context.Context, d time.Duration, kick, reload <-chan struct{}) bool {
+// minUpForReset is how long a link must have been up for its loss to restart
+// the reconnect timer: a server that drops every session at once must not
+// be retried in a tight loop.
+const minUpForReset = 10 * time.Second
+
+// sleepOrKick waits d, or less when the network changes (kicked) or the
+// configuration is reloaded; ok is false when ctx ends.
+func sleepOrKick(ctx context.Context, d time.Duration, kick, reload <-chan struct{}) (ok, kicked bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-t.C:
-		return true
+		return true, false
 	case <-reload:
-		return true
+		return true, false
 	case <-kick:
-		return sleep(ctx, networkSettle)
+		return sleep(ctx, networkSettle), true
 	}
 }
 
@@ -259,6 +272,12 @@ func (c *Client) Reload(o Options) error {
 	close(c.reloaded)
 	c.reloaded = make(chan struct{})
 	return nil
+}
+
+func (c *Client) reloadPending() bool {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	return c.pending != nil
 }
 
 func (c *Client) reloadChan() <-chan struct{} {
@@ -290,7 +309,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	return sleepOrKick(ctx, d, nil, nil) // nil channels never fire
+	ok, _ := sleepOrKick(ctx, d, nil, nil) // nil channels never fire
+	return ok
 }
 
 // readTUN sends what the host routes into the tunnel to the live connection.

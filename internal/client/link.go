@@ -34,14 +34,15 @@ var (
 // one connection, so sockets survive a reconnect; closing the TUN device at
 // exit removes them all.
 type link struct {
-	mu     sync.Mutex
-	llIID  [8]byte
-	gIID   [8]byte
-	ll     netip.Addr   // link-local address once configured
-	prefix netip.Prefix // prefix of the global address once configured
-	addr   netip.Addr   // global address once configured
-	routes []netip.Prefix
-	up     bool // this connection configured an address
+	mu      sync.Mutex
+	llIID   [8]byte
+	gIID    [8]byte
+	ll      netip.Addr   // link-local address once configured
+	prefix  netip.Prefix // prefix of the global address once configured
+	addr    netip.Addr   // global address once configured
+	routes  []netip.Prefix
+	up      bool      // this connection configured an address
+	upSince time.Time // when it did
 }
 
 func (l *link) init() {
@@ -64,6 +65,16 @@ func (l *link) wasUp() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.up
+}
+
+// upFor is how long the last connection's link was up.
+func (l *link) upFor() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.up {
+		return 0
+	}
+	return time.Since(l.upSince)
 }
 
 // run brings the link up on a fresh connection: duplicate address detection for
@@ -148,7 +159,7 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		return err
 	}
 	l.mu.Lock()
-	l.up = true
+	l.up, l.upSince = true, time.Now()
 	l.mu.Unlock()
 	c.st.Update(func(s *status.Interface) {
 		s.State, s.LastErrorCode, s.LastError = "LinkUp", winerr.Success, ""

@@ -48,7 +48,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	}
 	if via != proxy.Direct && c.o.Proxy.Cache != nil {
 		// This proxy works: try it first next time.
-		if err := c.o.Proxy.Cache.Store(via); err != nil {
+		if err := c.o.Proxy.Cache.Store(c.o.Target.Addr(), via); err != nil {
 			c.log.Warn("cannot remember the proxy", "err", err)
 		}
 	}

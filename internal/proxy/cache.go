@@ -17,16 +17,18 @@ type Cache struct {
 	Path string
 }
 
-// Entry is what the cache file holds.
+// Entry is what the cache file holds: the proxy that last carried a working
+// tunnel to Server (host:port).
 type Entry struct {
-	Proxy string    `json:"proxy"`
-	Saved time.Time `json:"saved"`
+	Server string    `json:"server"`
+	Proxy  string    `json:"proxy"`
+	Saved  time.Time `json:"saved"`
 }
 
-// Load returns the cached proxy URL.
-func (c *Cache) Load() (string, bool) {
+// Load returns the proxy cached for server (host:port).
+func (c *Cache) Load(server string) (string, bool) {
 	e, err := c.Read()
-	if err != nil || e.Proxy == "" {
+	if err != nil || e.Proxy == "" || e.Server != server {
 		return "", false
 	}
 	return e.Proxy, true
@@ -48,20 +50,36 @@ func (c *Cache) Read() (Entry, error) {
 	return e, nil
 }
 
-// Store remembers proxy (its URL without credentials), atomically.
-func (c *Cache) Store(proxy string) error {
-	if e, err := c.Read(); err == nil && e.Proxy == proxy {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
+// Store remembers that proxy (its URL without credentials) worked for
+// server, replacing the file atomically.
+func (c *Cache) Store(server, proxy string) error {
+	dir := filepath.Dir(c.Path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("proxy cache: %w", err)
 	}
-	b, _ := json.Marshal(Entry{Proxy: proxy, Saved: time.Now().UTC()})
-	tmp := c.Path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	b, _ := json.Marshal(Entry{Server: server, Proxy: proxy, Saved: time.Now().UTC()})
+	f, err := os.CreateTemp(dir, ".proxy-cache-*")
+	if err != nil {
 		return fmt.Errorf("proxy cache: %w", err)
 	}
-	return os.Rename(tmp, c.Path)
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), c.Path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("proxy cache: %w", err)
+	}
+	return nil
 }
 
 // Reset forgets the cached proxy.

@@ -24,9 +24,9 @@ const pacTimeout = 10 * time.Second
 // browsers and WinHTTP offer them).
 type PAC struct {
 	Location string
-	// Timeout bounds one run of FindProxyForURL (pacTimeout when zero).
+	// Timeout bounds one run of the script (pacTimeout when zero).
 	Timeout  time.Duration
-	src      string
+	prog     *goja.Program
 	resolver *net.Resolver
 }
 
@@ -41,7 +41,8 @@ func LoadPAC(ctx context.Context, location string) (*PAC, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("PAC %s: %w", location, rerr)
 		}
-		hc := &http.Client{Transport: &http.Transport{Proxy: nil}} // never through a proxy
+		// Never through a proxy; no idle connection kept behind.
+		hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 		resp, rerr := hc.Do(req)
 		if rerr != nil {
 			return nil, fmt.Errorf("PAC %s: %w", location, rerr)
@@ -50,23 +51,44 @@ func LoadPAC(ctx context.Context, location string) (*PAC, error) {
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("PAC %s: %s", location, resp.Status)
 		}
-		src, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		src, err = io.ReadAll(io.LimitReader(resp.Body, maxPAC+1))
+		if err == nil && len(src) > maxPAC {
+			return nil, fmt.Errorf("PAC %s is larger than %d bytes", location, maxPAC)
+		}
 	} else {
 		src, err = os.ReadFile(location)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("PAC %s: %w", location, err)
 	}
-	p := &PAC{Location: location, src: string(src), resolver: net.DefaultResolver}
-	if _, err := p.vm(ctx); err != nil {
+	prog, err := goja.Compile(location, string(src), false)
+	if err != nil {
+		return nil, fmt.Errorf("PAC %s: %w", location, err)
+	}
+	p := &PAC{Location: location, prog: prog, resolver: net.DefaultResolver}
+	_, stop, err := p.vm(ctx)
+	if err != nil {
 		return nil, err
 	}
+	stop()
 	return p, nil
 }
 
-// vm compiles the script in a fresh runtime with the PAC functions.
-func (p *PAC) vm(ctx context.Context) (*goja.Runtime, error) {
+// maxPAC is the largest PAC script accepted.
+const maxPAC = 1 << 20
+
+// vm runs the script in a fresh runtime with the PAC functions, under the
+// time limit, and returns it with the function that ends the limit. The
+// limit and ctx's end interrupt the script wherever it is.
+func (p *PAC) vm(ctx context.Context) (*goja.Runtime, func(), error) {
 	vm := goja.New()
+	limit := p.Timeout
+	if limit <= 0 {
+		limit = pacTimeout
+	}
+	timer := time.AfterFunc(limit, func() { vm.Interrupt("PAC script ran too long") })
+	unhook := context.AfterFunc(ctx, func() { vm.Interrupt(ctx.Err()) })
+	stop := func() { timer.Stop(); unhook() }
 	resolve := func(host string) string {
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -113,16 +135,19 @@ func (p *PAC) vm(ctx context.Context) (*goja.Runtime, error) {
 	}
 	for name, fn := range funcs {
 		if err := vm.Set(name, fn); err != nil {
-			return nil, err
+			stop()
+			return nil, nil, err
 		}
 	}
-	if _, err := vm.RunString(p.src); err != nil {
-		return nil, fmt.Errorf("PAC %s: %w", p.Location, err)
+	if _, err := vm.RunProgram(p.prog); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("PAC %s: %w", p.Location, err)
 	}
 	if _, ok := goja.AssertFunction(vm.Get("FindProxyForURL")); !ok {
-		return nil, fmt.Errorf("PAC %s defines no function FindProxyForURL", p.Location)
+		stop()
+		return nil, nil, fmt.Errorf("PAC %s defines no function FindProxyForURL", p.Location)
 	}
-	return vm, nil
+	return vm, stop, nil
 }
 
 func nullIfEmpty(vm *goja.Runtime, s string) goja.Value {
@@ -153,16 +178,11 @@ func myIPAddress() string {
 // FindProxy runs FindProxyForURL(url, host) and returns the routes it names,
 // in order ("PROXY h:p" and "DIRECT"; SOCKS entries are skipped).
 func (p *PAC) FindProxy(ctx context.Context, url, host string) ([]Proxy, error) {
-	vm, err := p.vm(ctx)
+	vm, stop, err := p.vm(ctx)
 	if err != nil {
 		return nil, err
 	}
-	limit := p.Timeout
-	if limit <= 0 {
-		limit = pacTimeout
-	}
-	timer := time.AfterFunc(limit, func() { vm.Interrupt("PAC script ran too long") })
-	defer timer.Stop()
+	defer stop()
 	fn, _ := goja.AssertFunction(vm.Get("FindProxyForURL"))
 	v, err := fn(goja.Undefined(), vm.ToValue(url), vm.ToValue(host))
 	if err != nil {

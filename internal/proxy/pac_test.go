@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -74,7 +75,16 @@ func TestPACErrors(t *testing.T) {
 	if _, err := loadPAC(t, `function FindProxyForURL(u, h) { return "SOCKS5 x:1"; }`).FindProxy(context.Background(), "https://a/", "a"); err == nil {
 		t.Error("a PAC naming only SOCKS must be an error")
 	}
+	// A script looping at the top level is stopped while loading.
+	top := filepath.Join(dir, "top.pac")
+	writeFile(t, top, "while (true) {}\nfunction FindProxyForURL(u, h) { return \"DIRECT\"; }")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
 	start := time.Now()
+	if _, err := LoadPAC(ctx, top); err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("a PAC looping at the top level was not stopped: %v after %v", err, time.Since(start))
+	}
+	start = time.Now()
 	looping := loadPAC(t, `function FindProxyForURL(u, h) { for(;;){} }`)
 	looping.Timeout = 200 * time.Millisecond
 	_, err := looping.FindProxy(context.Background(), "https://a/", "a")
@@ -90,7 +100,7 @@ func TestPACFromURLAndRoutes(t *testing.T) {
 	}))
 	defer srv.Close()
 	cache := &Cache{Path: filepath.Join(t.TempDir(), "c.json")}
-	cache.Store("http://192.0.2.81:3128")
+	cache.Store("da.example.test:443", "http://192.0.2.81:3128")
 	c := Config{PAC: &PACSource{Location: srv.URL + "/proxy.pac"}, Cache: cache, User: "u", Password: "p"}
 	rs, err := c.Routes(context.Background(), "da.example.test:443")
 	if err != nil {
@@ -111,5 +121,41 @@ func TestPACFromURLAndRoutes(t *testing.T) {
 	defer missing.Close()
 	if _, err := (Config{PAC: &PACSource{Location: missing.URL + "/proxy.pac"}}).Routes(context.Background(), "x:443"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("a PAC URL answering 404: %v", err)
+	}
+}
+
+func TestPACTimeFunctions(t *testing.T) {
+	now := time.Now()
+	h, d, m, y := now.Hour(), now.Day(), int(now.Month()), now.Year()
+	mon := months[m-1]
+	next := (h + 1) % 24
+	cases := map[string]bool{
+		fmt.Sprintf("timeRange(%d)", h):                                     true,
+		fmt.Sprintf("timeRange(%d, %d)", h, h):                              false, // empty
+		fmt.Sprintf("timeRange(%d, %d)", h, next):                           true,
+		fmt.Sprintf("timeRange(%d, %d)", next, h):                           false, // the other 23 hours
+		fmt.Sprintf("timeRange(%d, 0, %d, 0)", h, next):                     true,
+		fmt.Sprintf("dateRange(%d)", d):                                     true,
+		fmt.Sprintf("dateRange(%q)", mon):                                   true,
+		fmt.Sprintf("dateRange(%d)", y):                                     true,
+		fmt.Sprintf("dateRange(%d, %q)", d, mon):                            true,
+		fmt.Sprintf("dateRange(%d, %q)", d%28+1, mon):                       d%28+1 == d,
+		fmt.Sprintf("dateRange(%d, %q, %d)", d, mon, y):                     true,
+		fmt.Sprintf("dateRange(%d, %q, %d)", d, mon, y+1):                   false,
+		fmt.Sprintf("dateRange(1, \"JAN\", %d, 31, \"DEC\", %d)", y, y):     true,
+		fmt.Sprintf("dateRange(1, \"JAN\", %d, 31, \"DEC\", %d)", y+1, y+1): false,
+		fmt.Sprintf("dateRange(%q, %d, %q, %d)", mon, y, mon, y):            true,
+		`weekdayRange("SUN", "SAT")`:                                        true,
+		fmt.Sprintf("weekdayRange(%q)", weekdays[now.Weekday()]):            true,
+	}
+	for expr, want := range cases {
+		pac := loadPAC(t, "function FindProxyForURL(u, h) { return ("+expr+") ? \"DIRECT\" : \"PROXY p:1\"; }")
+		ps, err := pac.FindProxy(context.Background(), "https://a/", "a")
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if got := ps[0].URL == nil; got != want {
+			t.Errorf("%s = %v, want %v", expr, got, want)
+		}
 	}
 }

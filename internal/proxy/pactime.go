@@ -52,58 +52,61 @@ func inRange(v, a, b int) bool {
 	return v >= a || v <= b
 }
 
+// timeRange(h), timeRange(h1, h2), timeRange(h1, m1, h2, m2) and
+// timeRange(h1, m1, s1, h2, m2, s2): the start is included, the end is
+// not, and a range may wrap past midnight; an empty range is false.
 func timeRange(args []goja.Value) bool {
 	now, args := pacNow(args)
 	n := make([]int, len(args))
 	for i, a := range args {
 		n[i] = int(a.ToInteger())
 	}
-	secs := now.Hour()*3600 + now.Minute()*60 + now.Second()
+	cur := now.Hour()*3600 + now.Minute()*60 + now.Second()
+	var from, to int
 	switch len(n) {
 	case 1:
 		return now.Hour() == n[0]
 	case 2:
-		return inRange(now.Hour(), n[0], n[1]-1) || (n[0] == n[1] && now.Hour() == n[0])
+		from, to = n[0]*3600, n[1]*3600
 	case 4:
-		return inRange(secs, n[0]*3600+n[1]*60, n[2]*3600+n[3]*60-1)
+		from, to = n[0]*3600+n[1]*60, n[2]*3600+n[3]*60
 	case 6:
-		return inRange(secs, n[0]*3600+n[1]*60+n[2], n[3]*3600+n[4]*60+n[5])
+		from, to = n[0]*3600+n[1]*60+n[2], n[3]*3600+n[4]*60+n[5]
+	default:
+		return false
 	}
-	return false
+	switch {
+	case from == to:
+		return false
+	case from < to:
+		return from <= cur && cur < to
+	}
+	return cur >= from || cur < to
 }
 
 var months = []string{"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"}
 
-// dateRange supports the forms of the PAC specification: day, month or
-// year alone, and ranges of each (dateRange(1, 15), dateRange("JAN", "MAR"),
-// dateRange(1995, 1997)); mixed forms compare (month, day) or (year, month).
+// dateRange as the PAC specification defines it: one day, month or year;
+// a (day, month) or (month, year) date or a (day, month, year) date; or a
+// range of two of the same form: dateRange(1, 15), dateRange("JAN", "MAR"),
+// dateRange(1, "JUN", 15, "AUG"), dateRange(1, "JAN", 2026, 31, "DEC", 2026).
 func dateRange(args []goja.Value) bool {
 	now, args := pacNow(args)
 	type part struct {
 		kind byte // 'd' day, 'm' month, 'y' year
 		v    int
 	}
-	var ps []part
+	ps := make([]part, 0, len(args))
 	for _, a := range args {
-		s := a.String()
-		found := false
-		for i, m := range months {
-			if strings.EqualFold(s, m) {
-				ps = append(ps, part{'m', i + 1})
-				found = true
-			}
-		}
-		if found {
-			continue
-		}
-		v := int(a.ToInteger())
-		if v > 31 {
+		if i := monthIndex(a.String()); i > 0 {
+			ps = append(ps, part{'m', i})
+		} else if v := int(a.ToInteger()); v > 31 {
 			ps = append(ps, part{'y', v})
 		} else {
 			ps = append(ps, part{'d', v})
 		}
 	}
-	val := func(k byte) int {
+	value := func(k byte) int {
 		switch k {
 		case 'd':
 			return now.Day()
@@ -112,19 +115,40 @@ func dateRange(args []goja.Value) bool {
 		}
 		return now.Year()
 	}
-	switch len(ps) {
-	case 1:
-		return val(ps[0].kind) == ps[0].v
-	case 2:
-		return inRange(val(ps[0].kind), ps[0].v, ps[1].v)
-	case 4: // (day month, day month) or (month year, month year)
-		key := func(a, b part) int { return a.v*100 + b.v }
-		if ps[0].kind == 'm' {
-			cur := now.Year()*100 + int(now.Month())
-			return inRange(cur, ps[1].v*100+ps[0].v, ps[3].v*100+ps[2].v)
+	weight := map[byte]int{'y': 10000, 'm': 100, 'd': 1}
+	// date folds parts into one comparable number, and the current date's
+	// number for the same parts.
+	date := func(parts []part) (want, cur int) {
+		for _, p := range parts {
+			want += p.v * weight[p.kind]
+			cur += value(p.kind) * weight[p.kind]
 		}
-		cur := int(now.Month())*100 + now.Day()
-		return inRange(cur, key(ps[1], ps[0]), key(ps[3], ps[2]))
+		return want, cur
+	}
+	switch len(ps) {
+	case 1, 3:
+		want, cur := date(ps)
+		return want == cur
+	case 2:
+		if ps[0].kind != ps[1].kind { // a (day, month) or (month, year) date
+			want, cur := date(ps)
+			return want == cur
+		}
+		return inRange(value(ps[0].kind), ps[0].v, ps[1].v)
+	case 4, 6:
+		half := len(ps) / 2
+		from, cur := date(ps[:half])
+		to, _ := date(ps[half:])
+		return inRange(cur, from, to)
 	}
 	return false
+}
+
+func monthIndex(s string) int {
+	for i, m := range months {
+		if strings.EqualFold(s, m) {
+			return i + 1
+		}
+	}
+	return 0
 }

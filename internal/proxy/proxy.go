@@ -48,13 +48,13 @@ func Parse(raw string) (Proxy, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Proxy{}, fmt.Errorf("proxy %q: %w", raw, err)
+		return Proxy{}, fmt.Errorf("proxy URL %q cannot be parsed", Redact(raw))
 	}
 	if u.Scheme != "http" {
-		return Proxy{}, fmt.Errorf("proxy %q: only http:// proxies are supported (the tunnel itself is TLS end to end)", raw)
+		return Proxy{}, fmt.Errorf("proxy %q: only http:// proxies are supported (the tunnel itself is TLS end to end)", u.Redacted())
 	}
 	if u.Hostname() == "" {
-		return Proxy{}, fmt.Errorf("proxy %q has no host", raw)
+		return Proxy{}, fmt.Errorf("proxy %q has no host", u.Redacted())
 	}
 	p := Proxy{}
 	if u.User != nil {
@@ -67,6 +67,20 @@ func Parse(raw string) (Proxy, error) {
 	}
 	p.URL = &url.URL{Scheme: "http", Host: host}
 	return p, nil
+}
+
+// Redact hides the password in a proxy URL for logs and output.
+func Redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		if i := strings.Index(raw, "://"); i >= 0 && i < at {
+			return raw[:i+3] + "***" + raw[at:]
+		}
+		return "***" + raw[at:]
+	}
+	return raw
 }
 
 // ReadCredentials reads "user:password" from the first line of path.
@@ -127,7 +141,7 @@ func (c Config) Routes(ctx context.Context, target string) ([]Route, error) {
 	if !usesProxy || c.Cache == nil {
 		return routes, nil
 	}
-	cached, ok := c.Cache.Load()
+	cached, ok := c.Cache.Load(target)
 	if !ok {
 		return routes, nil
 	}
@@ -140,10 +154,9 @@ func (c Config) Routes(ctx context.Context, target string) ([]Route, error) {
 	if err != nil {
 		return routes, nil
 	}
+	// Only credentials configured for any proxy go to the cached one; those
+	// of another proxy's URL never do.
 	cp.User, cp.Password = c.User, c.Password
-	if cp.User == "" {
-		cp.User, cp.Password = routes[0].Proxy.User, routes[0].Proxy.Password
-	}
 	return append([]Route{{Proxy: cp, Source: "cache"}}, routes...), nil
 }
 
@@ -218,6 +231,12 @@ func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Co
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
+	// fail closes the connection: after a refusal nothing more is read from
+	// it (a 407 page can be long, and NTLM-less keep-alive is useless here).
+	fail := func(err error) (net.Conn, error) {
+		conn.Close()
+		return nil, err
+	}
 	req := &http.Request{
 		Method: http.MethodConnect,
 		URL:    &url.URL{Opaque: target},
@@ -228,19 +247,19 @@ func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Co
 		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User+":"+p.Password)))
 	}
 	if err := req.Write(conn); err != nil {
-		conn.Close()
-		return nil, winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s: send CONNECT: %w", p, err))
+		return fail(winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s: send CONNECT: %w", p, err)))
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		conn.Close()
-		return nil, winerr.New(winerr.NoData, fmt.Errorf("proxy %s: no answer to CONNECT %s: %w", p, target, err))
+		return fail(winerr.New(winerr.NoData, fmt.Errorf("proxy %s: no answer to CONNECT %s: %w", p, target, err)))
 	}
-	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		conn.Close()
-		return nil, winerr.New(winerr.NoData, refusal(p, target, resp))
+		return fail(winerr.New(winerr.NoData, refusal(p, target, resp)))
+	}
+	if !stop() {
+		// ctx ended just now: its deadline is already set on conn.
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p, target, ctx.Err()))
 	}
 	conn.SetDeadline(time.Time{})
 	if br.Buffered() > 0 {

@@ -48,7 +48,7 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("%s: %s (%v), want %s", c.name, str(rs), err, c.want)
 		}
 	}
-	if err := cache.Store("http://192.0.2.81:3128"); err != nil {
+	if err := cache.Store(target, "http://192.0.2.81:3128"); err != nil {
 		t.Fatal(err)
 	}
 	rs, _ := Config{Explicit: "http://192.0.2.80:3128", User: "u", Password: "p", Cache: cache}.Routes(context.Background(), target)
@@ -63,14 +63,36 @@ func TestRoutes(t *testing.T) {
 	if got := str(rs); got != "direct()" {
 		t.Errorf("direct configuration does not use the cache: %s", got)
 	}
+	// The cache belongs to one server.
+	rs, _ = Config{Explicit: "http://192.0.2.80:3128", Cache: cache}.Routes(context.Background(), "other.example.test:443")
+	if got := str(rs); got != "http://192.0.2.80:3128(configuration)" {
+		t.Errorf("cache used for another server: %s", got)
+	}
+	// Credentials in one proxy's URL never go to the cached proxy.
+	rs, _ = Config{Getenv: env(map[string]string{"HTTPS_PROXY": "http://alice:s3cret@192.0.2.80:3128"}), Cache: cache}.Routes(context.Background(), target)
+	if len(rs) != 2 || rs[0].Source != "cache" || rs[0].Proxy.User != "" || rs[1].Proxy.User != "alice" {
+		t.Errorf("credentials crossed proxies: %+v", rs)
+	}
 	if err := cache.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := cache.Load(); ok {
+	if _, ok := cache.Load(target); ok {
 		t.Error("cache not reset")
 	}
 	if _, err := (Config{Explicit: "socks5://p:1080"}).Routes(context.Background(), target); err == nil {
 		t.Error("socks5 accepted")
+	}
+	_, err := Config{Getenv: env(map[string]string{"HTTPS_PROXY": "socks5://alice:s3cret@p:1080"})}.Routes(context.Background(), target)
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error leaks the password or accepts socks5: %v", err)
+	}
+	for in, want := range map[string]string{
+		"http://alice:s3cret@p:3128": "http://alice:xxxxx@p:3128",
+		"http://p:3128":              "http://p:3128",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
