@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -211,9 +212,12 @@ func first(a, b string) string {
 }
 
 // Connect opens a TCP connection to target (host:port) through p, or
-// directly when p has no URL. Failures carry the code Windows reports:
-// 0x2AF9 when the proxy cannot be reached, 0x2AFC when it refuses the tunnel
-// (403, 407 and other answers).
+// directly when p has no URL. Authentication follows the proxy's challenge:
+// the first CONNECT carries no credentials; on a 407 offering Basic the
+// client answers with its credentials (on the same connection when the proxy
+// keeps it). Failures
+// carry the code Windows reports: 0x2AF9 when the proxy cannot be reached,
+// 0x2AFC when it refuses the tunnel (403, 407 and other answers).
 func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Conn, error) {
 	if p.URL == nil {
 		conn, err := d.DialContext(ctx, "tcp", target)
@@ -222,51 +226,113 @@ func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Co
 		}
 		return conn, nil
 	}
-	conn, err := d.DialContext(ctx, "tcp", p.URL.Host)
+	t := &tunnel{p: p, target: target, d: d, stopDeadline: func() bool { return true }}
+	defer func() { t.stopDeadline() }()
+	if err := t.dial(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := t.connect("")
+	if err == nil && resp.StatusCode == http.StatusProxyAuthRequired && p.User != "" {
+		resp, err = t.authenticate(ctx, resp)
+	}
 	if err != nil {
-		return nil, winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s cannot be reached: %w", p, err))
+		t.conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		t.conn.Close()
+		return nil, winerr.New(winerr.NoData, refusal(p, target, resp))
+	}
+	if !t.stopDeadline() {
+		// ctx ended just now: its deadline is already set on the connection.
+		t.conn.Close()
+		return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p, target, ctx.Err())
+	}
+	t.conn.SetDeadline(time.Time{})
+	if t.br.Buffered() > 0 {
+		// The proxy sent bytes after its answer: keep them.
+		return &bufferedConn{Conn: t.conn, r: t.br}, nil
+	}
+	return t.conn, nil
+}
+
+// tunnel is one CONNECT exchange, possibly over several requests (and, when
+// the proxy closes after a 407, several connections).
+type tunnel struct {
+	p            Proxy
+	target       string
+	d            *net.Dialer
+	conn         net.Conn
+	br           *bufio.Reader
+	stopDeadline func() bool
+}
+
+func (t *tunnel) dial(ctx context.Context) error {
+	if t.conn != nil {
+		t.conn.Close()
+		t.stopDeadline()
+	}
+	conn, err := t.d.DialContext(ctx, "tcp", t.p.URL.Host)
+	if err != nil {
+		t.stopDeadline = func() bool { return true }
+		return winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s cannot be reached: %w", t.p, err))
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	// fail closes the connection: after a refusal nothing more is read from
-	// it (a 407 page can be long, and NTLM-less keep-alive is useless here).
-	fail := func(err error) (net.Conn, error) {
-		conn.Close()
-		return nil, err
-	}
+	t.stopDeadline = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	t.conn, t.br = conn, bufio.NewReader(conn)
+	return nil
+}
+
+// connect sends CONNECT with the given Proxy-Authorization (none if empty)
+// and reads the answer's head.
+func (t *tunnel) connect(auth string) (*http.Response, error) {
 	req := &http.Request{
 		Method: http.MethodConnect,
-		URL:    &url.URL{Opaque: target},
-		Host:   target,
+		URL:    &url.URL{Opaque: t.target},
+		Host:   t.target,
 		Header: http.Header{},
 	}
-	if p.User != "" {
-		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User+":"+p.Password)))
+	if auth != "" {
+		req.Header.Set("Proxy-Authorization", auth)
 	}
-	if err := req.Write(conn); err != nil {
-		return fail(winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s: send CONNECT: %w", p, err)))
+	if err := req.Write(t.conn); err != nil {
+		return nil, winerr.New(winerr.HostNotFound, fmt.Errorf("proxy %s: send CONNECT: %w", t.p, err))
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
+	resp, err := http.ReadResponse(t.br, req)
 	if err != nil {
-		return fail(winerr.New(winerr.NoData, fmt.Errorf("proxy %s: no answer to CONNECT %s: %w", p, target, err)))
+		return nil, winerr.New(winerr.NoData, fmt.Errorf("proxy %s: no answer to CONNECT %s: %w", t.p, t.target, err))
 	}
-	if resp.StatusCode/100 != 2 {
-		return fail(winerr.New(winerr.NoData, refusal(p, target, resp)))
+	return resp, nil
+}
+
+// maxChallengeBody bounds what is read of a 407 page to keep the connection.
+const maxChallengeBody = 64 << 10
+
+// again prepares to send the next request after resp: on the same
+// connection when the proxy keeps it and its body was read, else on a new one.
+func (t *tunnel) again(ctx context.Context, resp *http.Response) error {
+	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxChallengeBody+1))
+	resp.Body.Close()
+	if err == nil && n <= maxChallengeBody && !resp.Close {
+		return nil
 	}
-	if !stop() {
-		// ctx ended just now: its deadline is already set on conn.
-		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p, target, ctx.Err()))
+	return t.dial(ctx)
+}
+
+// authenticate answers a 407 challenge with Basic when the proxy offers it.
+// (NTLM and Negotiate are not spoken yet: their 407 is reported as it is.)
+func (t *tunnel) authenticate(ctx context.Context, resp *http.Response) (*http.Response, error) {
+	for _, v := range resp.Header.Values("Proxy-Authenticate") {
+		if scheme, _, _ := strings.Cut(v, " "); strings.EqualFold(scheme, "basic") {
+			if err := t.again(ctx, resp); err != nil {
+				return nil, err
+			}
+			return t.connect("Basic " + base64.StdEncoding.EncodeToString([]byte(t.p.User+":"+t.p.Password)))
+		}
 	}
-	conn.SetDeadline(time.Time{})
-	if br.Buffered() > 0 {
-		// The proxy sent bytes after its answer: keep them.
-		return &bufferedConn{Conn: conn, r: br}, nil
-	}
-	return conn, nil
+	return resp, nil
 }
 
 func refusal(p Proxy, target string, resp *http.Response) error {

@@ -96,50 +96,60 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
-// fakeProxy answers one CONNECT with answer and reports the request.
-func fakeProxy(t *testing.T, answer string) (Proxy, <-chan *http.Request) {
+// fakeProxy answers the CONNECT requests of one connection with answers, in
+// turn, and reports the requests.
+func fakeProxy(t *testing.T, answers ...string) (Proxy, <-chan *http.Request) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	got := make(chan *http.Request, 1)
+	got := make(chan *http.Request, len(answers))
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
+		br := bufio.NewReader(c)
+		for _, a := range answers {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			got <- req
+			io.WriteString(c, a)
 		}
-		got <- req
-		io.WriteString(c, answer)
 		io.Copy(io.Discard, c)
 	}()
 	p, _ := Parse("http://" + ln.Addr().String())
 	return p, got
 }
 
+const basic407 = "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 5\r\n\r\ndenied"
+
 func TestConnect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var d net.Dialer
 
-	p, got := fakeProxy(t, "HTTP/1.1 200 Connection established\r\n\r\nHELLO")
+	// Challenge first, then Basic on the same connection.
+	p, got := fakeProxy(t, basic407[:len(basic407)-1], "HTTP/1.1 200 Connection established\r\n\r\nHELLO")
 	p.User, p.Password = "lab", "labpass"
 	conn, err := Connect(ctx, &d, p, "da.example.test:443")
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := <-got
-	if req.Method != "CONNECT" || req.Host != "da.example.test:443" || req.RequestURI != "da.example.test:443" {
-		t.Errorf("request %s %s host %s", req.Method, req.RequestURI, req.Host)
+	first, second := <-got, <-got
+	if first.Method != "CONNECT" || first.Host != "da.example.test:443" || first.RequestURI != "da.example.test:443" {
+		t.Errorf("request %s %s host %s", first.Method, first.RequestURI, first.Host)
 	}
-	if want := "Basic " + base64.StdEncoding.EncodeToString([]byte("lab:labpass")); req.Header.Get("Proxy-Authorization") != want {
-		t.Errorf("Proxy-Authorization %q", req.Header.Get("Proxy-Authorization"))
+	if first.Header.Get("Proxy-Authorization") != "" {
+		t.Error("credentials sent before the proxy asked for them")
+	}
+	if want := "Basic " + base64.StdEncoding.EncodeToString([]byte("lab:labpass")); second.Header.Get("Proxy-Authorization") != want {
+		t.Errorf("Proxy-Authorization %q", second.Header.Get("Proxy-Authorization"))
 	}
 	b := make([]byte, 5)
 	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "HELLO" {
@@ -147,8 +157,15 @@ func TestConnect(t *testing.T) {
 	}
 	conn.Close()
 
+	// A scheme we do not speak: the 407 is reported.
+	p, _ = fakeProxy(t, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
+	p.User, p.Password = "lab", "labpass"
+	if _, err := Connect(ctx, &d, p, "da.example.test:443"); err == nil || !strings.Contains(err.Error(), "407") {
+		t.Errorf("Digest-only proxy: %v", err)
+	}
+
 	for _, c := range []struct{ answer, words string }{
-		{"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n", "requires authentication"},
+		{basic407[:len(basic407)-1], "requires authentication"},
 		{"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "refused CONNECT"},
 		{"garbage\r\n\r\n", "no answer"},
 	} {
