@@ -63,7 +63,7 @@ func Serve(ctx context.Context, ln net.Listener, get func() status.Interface) er
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(get())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -80,7 +80,10 @@ func Serve(ctx context.Context, ln net.Listener, get func() status.Interface) er
 // Fetch reads the status of the daemon listening on path.
 func Fetch(ctx context.Context, path string) (status.Interface, error) {
 	var s status.Interface
+	// One request per connection: pollers (the lab, scripts) must not leave
+	// idle connections open on either side.
 	hc := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)

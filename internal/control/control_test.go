@@ -47,3 +47,32 @@ func TestServeFetch(t *testing.T) {
 		t.Fatal("socket left behind")
 	}
 }
+
+// Polling the daemon leaves no connection open behind.
+func TestFetchLeavesNoConnection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, ln, func() status.Interface { return status.Interface{Role: "server"} })
+	fds := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	if _, err := Fetch(ctx, path); err != nil { // warm up
+		t.Fatal(err)
+	}
+	before := fds()
+	for i := 0; i < 50; i++ {
+		if _, err := Fetch(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both ends live in this process: 50 kept connections would be 100 fds.
+	if after := fds(); after > before+10 {
+		t.Fatalf("open descriptors grew from %d to %d over 50 fetches", before, after)
+	}
+}

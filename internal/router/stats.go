@@ -9,11 +9,12 @@ type Stats struct {
 	Clients   int // attached clients
 	Addresses int // addresses owned by attached clients
 
-	FromClient uint64 // packets handed to FromClient
-	FromHost   uint64 // packets handed to FromHost
-	ToHost     uint64 // packets FromClient returned as ToHost
-	Delivered  uint64 // packets accepted by ports (unicast, flood copies, replies)
-	Flooded    uint64 // multicast packets flooded to clients
+	FromClient      uint64 // packets handed to FromClient
+	FromClientBytes uint64 // their bytes
+	FromHost        uint64 // packets handed to FromHost
+	ToHost          uint64 // packets FromClient returned as ToHost
+	Delivered       uint64 // packets accepted by ports (unicast, flood copies, replies)
+	Flooded         uint64 // multicast packets flooded to clients
 
 	RouterAdvertisements   uint64 // RAs accepted by ports
 	NeighborAdvertisements uint64 // NAs accepted by ports, forged DAD defences included
@@ -117,7 +118,7 @@ func (r *Router) Stats() Stats {
 	}
 	r.mu.RUnlock()
 
-	s.FromClient = total.rxPackets
+	s.FromClient, s.FromClientBytes = total.rxPackets, total.rxBytes
 	s.FromHost = r.counters.fromHost.Load()
 	s.ToHost = total.toHost
 	s.Delivered = total.txPackets

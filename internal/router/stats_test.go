@@ -15,9 +15,10 @@ func TestStats(t *testing.T) {
 	f.r.RecordDrop(A, numDropReasons) // ignored
 
 	s := f.r.Stats()
+	udpLen := len(udp(gA, gB, 64)) // every packet from a client here is such a UDP packet
 	want := Stats{
 		Clients: 3, Addresses: 5,
-		FromClient: 8, FromHost: 2, ToHost: 5, Delivered: 2,
+		FromClient: 8, FromClientBytes: 8 * uint64(udpLen), FromHost: 2, ToHost: 5, Delivered: 2,
 		Learned: 5, Dropped: 5,
 	}
 	if s != want {

@@ -32,7 +32,6 @@ type counters struct {
 	badRequest, notFound, badMethod                               atomic.Uint64
 	dropTruncated, dropOutboxFull                                 atomic.Uint64
 	tunWriteErrors, tunReadErrors                                 atomic.Uint64
-	pktsFromClients, bytesFromClients, pktsFromHost               atomic.Uint64
 }
 
 // Server is a running IP-HTTPS server.
@@ -218,7 +217,6 @@ func (s *Server) readHost(ctx context.Context) error {
 	for {
 		n, err := batch.Read(s.dev)
 		for i := 0; i < n; i++ {
-			s.c.pktsFromHost.Add(1)
 			s.router.FromHost(batch.Packet(i))
 		}
 		if err != nil {
@@ -296,21 +294,22 @@ func (s *Server) Status() status.Interface {
 
 func (s *Server) counters() map[string]uint64 {
 	m := map[string]uint64{
-		"sessions_total":       s.c.sessionsTotal.Load(),
-		"sessions_active":      s.c.sessionsActive.Load(),
-		"handshake_failures":   s.c.handshakeFailures.Load(),
-		"refused_full":         s.c.refusedFull.Load(),
-		"http_400":             s.c.badRequest.Load(),
-		"http_404":             s.c.notFound.Load(),
-		"http_405":             s.c.badMethod.Load(),
-		"drop_truncated":       s.c.dropTruncated.Load(),
-		"drop_outbox_full":     s.c.dropOutboxFull.Load(),
-		"tun_write_errors":     s.c.tunWriteErrors.Load(),
-		"tun_read_errors":      s.c.tunReadErrors.Load(),
-		"packets_from_clients": s.c.pktsFromClients.Load(),
-		"bytes_from_clients":   s.c.bytesFromClients.Load(),
-		"packets_from_host":    s.c.pktsFromHost.Load(),
+		"sessions_total":     s.c.sessionsTotal.Load(),
+		"sessions_active":    s.c.sessionsActive.Load(),
+		"handshake_failures": s.c.handshakeFailures.Load(),
+		"refused_full":       s.c.refusedFull.Load(),
+		"http_400":           s.c.badRequest.Load(),
+		"http_404":           s.c.notFound.Load(),
+		"http_405":           s.c.badMethod.Load(),
+		"drop_truncated":     s.c.dropTruncated.Load(),
+		"drop_outbox_full":   s.c.dropOutboxFull.Load(),
+		"tun_write_errors":   s.c.tunWriteErrors.Load(),
+		"tun_read_errors":    s.c.tunReadErrors.Load(),
 	}
+	rs := s.router.Stats() // packet counts come from the router, which sees every packet
+	m["packets_from_clients"], m["bytes_from_clients"] = rs.FromClient, rs.FromClientBytes
+	m["packets_from_host"], m["packets_to_host"] = rs.FromHost, rs.ToHost
+	m["packets_to_clients"], m["dad_conflicts"] = rs.Delivered, rs.DADConflicts
 	for k, v := range s.router.Drops() {
 		m[dropKey(k)] += v
 	}

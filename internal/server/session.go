@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/iphttps/iphttps/internal/netcfg"
@@ -39,8 +38,7 @@ type session struct {
 	outbox  *wire.Outbox
 	client  *router.Client
 
-	closeOnce       sync.Once
-	pktsIn, bytesIn atomic.Uint64
+	closeOnce sync.Once
 }
 
 // Send queues pkt for the client; false when its queue is full.
@@ -64,13 +62,14 @@ func (ss *session) close() {
 }
 
 func (ss *session) info() status.Client {
-	ci := status.Client{Remote: ss.remote, Subject: ss.subject, Since: ss.since,
-		BytesIn: ss.bytesIn.Load(), PktsIn: ss.pktsIn.Load()}
+	ci := status.Client{Remote: ss.remote, Subject: ss.subject, Since: ss.since}
 	if ss.outbox != nil {
 		st := ss.outbox.Stats()
 		ci.BytesOut, ci.PktsOut = st.Bytes, st.Packets
 	}
 	if ss.client != nil {
+		st := ss.client.Stats() // the router counts what the client sent
+		ci.BytesIn, ci.PktsIn = st.RxBytes, st.RxPackets
 		for _, a := range ss.client.Addrs() {
 			ci.Addresses = append(ci.Addresses, a.String())
 		}
@@ -178,7 +177,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		s.c.dropTruncated.Add(1)
 		log.Info("client disconnected inside a packet", "err", err)
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-		log.Info("client disconnected", "packets_in", ss.pktsIn.Load())
+		log.Info("client disconnected", "packets_in", ss.client.Stats().RxPackets)
 	default:
 		if werr != nil {
 			err = werr
@@ -201,10 +200,6 @@ func (s *Server) receive(ss *session, r *wire.Reader) error {
 		if err != nil {
 			return err
 		}
-		ss.pktsIn.Add(1)
-		ss.bytesIn.Add(uint64(len(pkt)))
-		s.c.pktsFromClients.Add(1)
-		s.c.bytesFromClients.Add(uint64(len(pkt)))
 		if s.router.FromClient(ss.client, pkt) == router.ToHost {
 			if w == nil {
 				w = s.writers.Get().(*tundev.Writer)

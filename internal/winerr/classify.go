@@ -37,10 +37,7 @@ func Classify(err error) uint32 {
 		if dnsErr.IsNotFound {
 			return HostNotFound
 		}
-		if dnsErr.IsTimeout {
-			return NoData
-		}
-		return NoData
+		return NoData // no address record, SERVFAIL, timeout
 	}
 	var unknown x509.UnknownAuthorityError
 	if errors.As(err, &unknown) {
