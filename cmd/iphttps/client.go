@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/userspace"
 )
 
 func newClientCmd() *cobra.Command {
@@ -72,6 +74,13 @@ are removed.`,
 				return err
 			}
 			o.Log = log
+			var proxies *userspace.Proxies
+			userspaceMode := c.Userspace
+			if userspaceMode {
+				if proxies, err = startUserspace(c, &o); err != nil {
+					return err
+				}
+			}
 			cl := client.New(o)
 			// SIGHUP re-reads the configuration file.
 			hup := make(chan os.Signal, 1)
@@ -84,6 +93,9 @@ are removed.`,
 					if err == nil {
 						o, err = clientOptions(c)
 					}
+					if err == nil && c.Userspace != userspaceMode {
+						err = fmt.Errorf("userspace mode cannot change on reload: restart the client")
+					}
 					if err == nil {
 						o.Log = log
 						err = cl.Reload(o)
@@ -93,6 +105,14 @@ are removed.`,
 					}
 				}
 			}()
+			if proxies != nil {
+				ctx, stop := context.WithCancel(cmd.Context())
+				defer stop()
+				served := make(chan struct{})
+				go func() { proxies.Serve(ctx); close(served) }()
+				defer func() { stop(); <-served }()
+				log.Info("userspace mode: applications reach the tunnel through the proxy listeners", "listeners", proxies.Addrs())
+			}
 			return cl.Run(cmd.Context())
 		},
 	}
@@ -114,12 +134,43 @@ are removed.`,
 	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS: only on a trusted network)")
 	f.StringVar(&cfg.Proxy, "proxy", "", "HTTP proxy to CONNECT through (http://host:port), or \"direct\"; default: HTTPS_PROXY/NO_PROXY from the environment")
 	f.StringVar(&cfg.PAC, "pac", "", "proxy auto-configuration script (file or http(s) URL) choosing the proxy, when --proxy is not given")
-	f.StringVar(&cfg.ProxyCredentials, "proxy-credentials", "", "file holding user:password for the proxy (Basic authentication)")
+	f.StringVar(&cfg.ProxyCredentials, "proxy-credentials", "", "file holding user:password for the proxy (Basic, or the Kerberos password for Negotiate)")
+	f.StringVar(&cfg.ProxyAuth, "proxy-auth", cfg.ProxyAuth, "proxy authentication: auto (Negotiate when offered and Kerberos is configured, else Basic), basic or negotiate")
+	f.StringVar(&cfg.ProxyKrb5Conf, "proxy-krb5-conf", "", "krb5.conf for Negotiate (Kerberos) proxy authentication; without it no Kerberos")
+	f.StringVar(&cfg.ProxyKeytab, "proxy-keytab", "", "Kerberos keytab to log in with for Negotiate, instead of the password (principal: the proxy user, else the keytab's first)")
 	f.StringVar(&cfg.ProxyCache, "proxy-cache", cfg.ProxyCache, "file remembering the proxy that last worked (tried first); empty: no cache")
 	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
 	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
+	f.BoolVar(&cfg.Userspace, "userspace", false, "rootless mode: no TUN device or routes; an in-process IPv6 stack reached through local SOCKS5/HTTP proxy listeners")
+	f.StringVar(&cfg.Socks, "socks", cfg.Socks, "userspace mode: SOCKS5 listener (loopback host:port; empty: none)")
+	f.StringVar(&cfg.HTTPProxy, "http-proxy", "", "userspace mode: HTTP proxy listener, CONNECT and http:// (loopback host:port; may equal --socks)")
+	f.StringSliceVar(&cfg.UserspaceDNS, "userspace-dns", nil, "userspace mode: name server reached through the tunnel, tried first for host names (repeatable)")
+	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
+}
+
+// startUserspace prepares the rootless mode: the in-process IPv6 stack as
+// the client's host, and the proxy listeners (opened now, so that a taken
+// port is reported before anything else starts).
+func startUserspace(cfg config.Client, o *client.Options) (*userspace.Proxies, error) {
+	var dns []netip.Addr
+	for _, s := range cfg.UserspaceDNS {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is6() {
+			return nil, fmt.Errorf("userspace_dns %q: not an IPv6 address (name servers are reached through the tunnel)", s)
+		}
+		dns = append(dns, a)
+	}
+	stack := userspace.New(client.LinkMTU, dns, o.Log)
+	d := &userspace.Dialer{Stack: stack, Direct: cfg.UserspaceDirect}
+	proxies, err := userspace.Listen(cfg.Socks, cfg.HTTPProxy, d, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	o.Host = func() (client.Host, error) { return stack, nil }
+	o.Listeners = proxies.Addrs()
+	return proxies, nil
 }
 
 func clientOptions(cfg config.Client) (client.Options, error) {
@@ -210,6 +261,20 @@ func proxyConfig(cfg config.Client) (proxy.Config, error) {
 	}
 	if cfg.ProxyCache != "" {
 		pc.Cache = &proxy.Cache{Path: cfg.ProxyCache}
+	}
+	auth, err := proxy.ParseAuth(cfg.ProxyAuth)
+	if err != nil {
+		return pc, err
+	}
+	pc.Auth = auth
+	if cfg.ProxyKrb5Conf != "" {
+		k, err := proxy.LoadKerberos(cfg.ProxyKrb5Conf, cfg.ProxyKeytab)
+		if err != nil {
+			return pc, err
+		}
+		pc.Kerberos = k
+	} else if cfg.ProxyKeytab != "" || pc.Auth == proxy.AuthNegotiate {
+		return pc, fmt.Errorf("proxy: Negotiate (Kerberos) needs a krb5.conf: set proxy_krb5_conf (--proxy-krb5-conf)")
 	}
 	return pc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,7 +24,8 @@ func newShowCmd() *cobra.Command {
 		Use:   "show",
 		Short: "Show the state of the iphttps daemons on this machine",
 		Long: `Show the state of the running iphttps daemons, read from their control sockets
-(every socket in /run/iphttps, or those given with --socket). The default layout is that of
+(every socket in /run/iphttps and, for a user other than root, in $XDG_RUNTIME_DIR/iphttps;
+or those given with --socket). The default layout is that of
 "netsh interface httpstunnel show interfaces"; --json prints the same data for scripts.`,
 	}
 	show.PersistentFlags().StringSliceVar(&sockets, "socket", nil, "control socket(s) to read (default: all in /run/iphttps)")
@@ -31,13 +33,16 @@ func newShowCmd() *cobra.Command {
 	fetch := func(ctx context.Context) ([]status.Interface, error) {
 		paths := sockets
 		if len(paths) == 0 {
-			var err error
-			if paths, err = control.Sockets(control.DefaultDir); err != nil {
-				return nil, err
+			for _, d := range control.Dirs() {
+				found, err := control.Sockets(d)
+				if err != nil {
+					return nil, err
+				}
+				paths = append(paths, found...)
 			}
 		}
 		if len(paths) == 0 {
-			return nil, fmt.Errorf("no iphttps daemon is running (no control socket in %s)", control.DefaultDir)
+			return nil, fmt.Errorf("no iphttps daemon is running (no control socket in %s)", strings.Join(control.Dirs(), " or "))
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()

@@ -21,7 +21,6 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/iphttps/iphttps/internal/control"
-	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
@@ -43,9 +42,14 @@ type Options struct {
 	Backoff            Backoff
 	ConnectTimeout     time.Duration
 	RATimeout          time.Duration
-	Offload            tundev.Offload
-	ControlSocket      string
-	Log                *slog.Logger
+	Offload            tundev.Offload // for the default host, a kernel TUN device
+	// Host makes this machine's end of the link; nil: a kernel TUN device
+	// named Interface (KernelHost).
+	Host OpenHost
+	// Listeners are shown in the status (the --userspace proxy listeners).
+	Listeners     []string
+	ControlSocket string
+	Log           *slog.Logger
 }
 
 type counters struct {
@@ -65,7 +69,7 @@ type Client struct {
 	pending  *Options      // options given to Reload, applied before the next connection
 	reloaded chan struct{} // closed (and replaced) by each Reload
 	st       status.Holder
-	dev      *tundev.Device
+	host     Host                        // set by createInterface before anything else uses it
 	cur      atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
 	c        counters
 	lk       link
@@ -75,9 +79,14 @@ type Client struct {
 func New(o Options) *Client {
 	c := &Client{o: o, iface: o.Interface, log: o.Log, reloaded: make(chan struct{})}
 	c.lk.init()
+	if o.Host == nil {
+		o.Host = KernelHost(o.Interface, o.Offload)
+		c.o.Host = o.Host
+	}
 	c.st.Update(func(s *status.Interface) {
 		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
 		s.Device, s.State, s.PID, s.Since = o.Interface, "Enabled", os.Getpid(), time.Now()
+		s.Listeners = o.Listeners
 		s.InterfaceStatus = winerr.StatusConnecting
 	})
 	return c
@@ -122,10 +131,10 @@ func (c *Client) Run(ctx context.Context) error {
 			fail(winerr.Errorf(winerr.InstallFailure, "the interface %s was removed while the client ran", c.iface))
 		}
 	}()
-	defer func() { c.dev.Close(); <-upDone }()
+	defer func() { c.host.Close(); <-upDone }()
 	ctx = runCtx
 
-	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.o.Interface, "offload", c.dev.Offloaded())
+	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
 	kick := make(chan struct{}, 1)
 	go func() {
 		if err := watchNetwork(ctx, c.iface, kick); err != nil && ctx.Err() == nil {
@@ -190,20 +199,17 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-// createInterface makes the TUN device, retrying with the reconnect timer
-// while it cannot be created (status "Interface creation failure").
+// createInterface makes the host end of the link (the TUN device), retrying
+// with the reconnect timer while it cannot be created (status "Interface
+// creation failure").
 func (c *Client) createInterface(ctx context.Context) error {
 	bo := c.o.Backoff
 	for {
-		dev, err := tundev.Create(c.o.Interface, LinkMTU, c.o.Offload)
+		h, err := c.o.Host()
 		if err == nil {
-			if err = netcfg.PrepareLink(c.o.Interface, LinkMTU); err == nil {
-				c.dev = dev
-				c.st.Update(func(s *status.Interface) { s.Offload = dev.Offloaded() })
-				return nil
-			}
-			dev.Close()
-			err = winerr.New(winerr.InstallFailure, err)
+			c.host = h
+			c.st.Update(func(s *status.Interface) { s.Device, s.Offload = h.Describe(), h.Offloaded() })
+			return nil
 		}
 		c.fail(err)
 		wait := bo.Next(time.Now())
@@ -298,6 +304,7 @@ func (c *Client) applyReload() bool {
 	if o.Log == nil {
 		o.Log = c.log
 	}
+	o.Host, o.Listeners = c.o.Host, c.o.Listeners // made once, at the start
 	c.o = *o
 	c.st.Update(func(s *status.Interface) { s.URL = o.Target.URL })
 	c.log.Info("configuration reloaded; reconnecting", "url", o.Target.URL, "routes", o.Routes)
@@ -315,10 +322,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // readTUN sends what the host routes into the tunnel to the live connection.
 func (c *Client) readTUN() {
-	batch := tundev.NewReadBatch(c.dev, LinkMTU)
-	pkts := make([][]byte, 0, c.dev.BatchSize())
+	batch := tundev.NewReadBatch(c.host, LinkMTU)
+	pkts := make([][]byte, 0, c.host.BatchSize())
 	for {
-		n, err := batch.Read(c.dev)
+		n, err := batch.Read(c.host)
 		pkts = pkts[:0]
 		for i := 0; i < n; i++ {
 			pkts = append(pkts, batch.Packet(i))

@@ -11,7 +11,6 @@ import (
 
 	"github.com/mdlayher/ndp"
 
-	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -185,11 +184,11 @@ func (l *link) setLinkLocal(c *Client, ll netip.Addr) error {
 	if l.ll == ll {
 		return nil
 	}
-	if err := netcfg.AddAddr(c.o.Interface, netip.PrefixFrom(ll, 64), 0, 0, true); err != nil {
+	if err := c.host.AddAddr(netip.PrefixFrom(ll, 64), 0, 0, true); err != nil {
 		return winerr.New(winerr.InstallFailure, err)
 	}
 	if l.ll.IsValid() {
-		netcfg.DelAddr(c.o.Interface, netip.PrefixFrom(l.ll, 64))
+		c.host.DelAddr(netip.PrefixFrom(l.ll, 64))
 	}
 	l.ll = ll
 	return nil
@@ -216,10 +215,10 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 		return fmt.Errorf("advertisement without a usable /64 prefix")
 	}
 	pfx := netip.PrefixFrom(pi.Prefix, 64).Masked()
-	dev := c.o.Interface
+	h := c.host
 	if l.prefix.IsValid() && l.prefix != pfx {
 		c.log.Info("the server's prefix changed; removing the old address", "old", l.prefix, "new", pfx)
-		netcfg.DelAddr(dev, netip.PrefixFrom(l.addr, 64))
+		h.DelAddr(netip.PrefixFrom(l.addr, 64))
 		l.prefix, l.addr = netip.Prefix{}, netip.Addr{}
 		fresh = true
 	}
@@ -230,7 +229,7 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 			return err
 		}
 	}
-	if err := netcfg.AddAddr(dev, netip.PrefixFrom(addr, 64), pi.ValidLifetime, pi.PreferredLifetime, false); err != nil {
+	if err := h.AddAddr(netip.PrefixFrom(addr, 64), pi.ValidLifetime, pi.PreferredLifetime, false); err != nil {
 		return winerr.New(winerr.InstallFailure, err)
 	}
 	l.prefix, l.addr = pfx, addr
@@ -254,7 +253,7 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 			c.log.Warn("not installing the advertised default route: the connection to the server runs over IPv6 and would be routed into the tunnel")
 			continue
 		}
-		if err := netcfg.ReplaceRoute(dev, p); err != nil {
+		if err := h.ReplaceRoute(p); err != nil {
 			c.log.Warn("cannot install route", "route", p, "err", err)
 			continue
 		}
@@ -262,7 +261,7 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 	}
 	for _, p := range l.routes {
 		if !slices.Contains(installed, p) {
-			netcfg.DelRoute(dev, p)
+			h.DelRoute(p)
 		}
 	}
 	l.routes = installed
@@ -305,7 +304,7 @@ func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix
 		}
 		c.log.Warn("address in use by another client (duplicate address detection); choosing another", "addr", addr)
 		if l.addr == addr {
-			netcfg.DelAddr(c.o.Interface, netip.PrefixFrom(addr, 64))
+			c.host.DelAddr(netip.PrefixFrom(addr, 64))
 			l.addr = netip.Addr{}
 		}
 		newIID(&l.gIID)

@@ -19,7 +19,7 @@ import (
 // reach the TUN device at once, not wait for the next data packet.
 func TestReceiveFlushesBeforeBlocking(t *testing.T) {
 	ch := tuntest.NewChannelTUN()
-	c := &Client{dev: &tundev.Device{Device: ch.TUN()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := &Client{host: kernelHost{&tundev.Device{Device: ch.TUN()}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// An IPv6 packet with 8 bytes of payload and no next header.
 	data := make([]byte, 48)
 	data[0], data[5], data[6], data[7] = 0x60, 8, 59, 64

@@ -205,7 +205,7 @@ func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) 
 // receive moves the server's packets to the TUN device in batches, handing the
 // router and neighbor advertisements to the link engine.
 func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
-	w := tundev.NewWriter(c.dev, 64)
+	w := tundev.NewWriter(c.host, 64)
 	flush := func() {
 		if err := w.Flush(); err != nil {
 			c.c.tunWriteErrors.Add(1)

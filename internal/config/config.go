@@ -5,6 +5,8 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -87,8 +89,16 @@ type Client struct {
 	ProxyUser          string        `toml:"proxy_user"`        // config file only: never a flag
 	ProxyPassword      string        `toml:"proxy_password"`    // config file only: never a flag
 	ProxyCache         string        `toml:"proxy_cache"`
+	ProxyAuth          string        `toml:"proxy_auth"`      // auto, basic or negotiate
+	ProxyKrb5Conf      string        `toml:"proxy_krb5_conf"` // krb5.conf for Negotiate (Kerberos)
+	ProxyKeytab        string        `toml:"proxy_keytab"`    // Kerberos keytab instead of the password
 	ControlSocket      string        `toml:"control_socket"`
 	Offload            string        `toml:"offload"`
+	Userspace          bool          `toml:"userspace"`        // in-process IPv6 stack, no TUN, no root
+	Socks              string        `toml:"socks"`            // userspace: SOCKS5 listener
+	HTTPProxy          string        `toml:"http_proxy"`       // userspace: HTTP proxy listener
+	UserspaceDNS       []string      `toml:"userspace_dns"`    // userspace: name servers through the tunnel
+	UserspaceDirect    bool          `toml:"userspace_direct"` // userspace: other destinations connect directly
 	Log
 }
 
@@ -105,10 +115,30 @@ func DefaultClient() Client {
 		ConnectTimeout:     20 * time.Second,
 		RATimeout:          10 * time.Second,
 		NameRule:           "windows",
-		ProxyCache:         "/var/lib/iphttps/proxy-cache.json",
+		ProxyCache:         DefaultProxyCache(),
+		ProxyAuth:          "auto",
 		Offload:            "auto",
+		Socks:              "127.0.0.1:1080",
+		UserspaceDirect:    true,
 		Log:                Log{Level: "info", Format: "text"},
 	}
+}
+
+// DefaultProxyCache is where the client remembers the proxy that worked:
+// /var/lib/iphttps for root, the user's state directory otherwise
+// ($XDG_STATE_HOME/iphttps, or ~/.local/state/iphttps).
+func DefaultProxyCache() string {
+	const name = "proxy-cache.json"
+	if os.Geteuid() == 0 {
+		return filepath.Join("/var/lib/iphttps", name)
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "iphttps", name)
+	}
+	if h, err := os.UserHomeDir(); err == nil && h != "/" && h != "" {
+		return filepath.Join(h, ".local", "state", "iphttps", name)
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("iphttps-%d", os.Geteuid()), name)
 }
 
 // Load reads the TOML file at path into a copy of base and returns it; keys

@@ -19,12 +19,35 @@ import (
 	"github.com/iphttps/iphttps/internal/status"
 )
 
-// DefaultDir is where daemons put their sockets unless told otherwise.
+// DefaultDir is where daemons run by root put their sockets unless told
+// otherwise.
 const DefaultDir = "/run/iphttps"
+
+// Dir is where this process's daemons put their sockets: DefaultDir for
+// root; for other users (the rootless client) $XDG_RUNTIME_DIR/iphttps, or
+// a directory of their own under the temporary directory.
+func Dir() string {
+	if os.Geteuid() == 0 {
+		return DefaultDir
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "iphttps")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("iphttps-%d", os.Geteuid()))
+}
+
+// Dirs lists the directories where sockets of running daemons may be found,
+// this process's own first.
+func Dirs() []string {
+	if d := Dir(); d != DefaultDir {
+		return []string{d, DefaultDir}
+	}
+	return []string{DefaultDir}
+}
 
 // SocketPath is the default socket of a daemon of role on device.
 func SocketPath(role, device string) string {
-	return filepath.Join(DefaultDir, role+"-"+device+".sock")
+	return filepath.Join(Dir(), role+"-"+device+".sock")
 }
 
 // Listen creates the socket at path (mode 0660, directory 0750). A stale

@@ -69,6 +69,7 @@ type Lab struct {
 	web        *http.Server
 	webDone    chan struct{}
 	down       bool
+	sockets    map[string]string // control sockets outside the usual place (StartClientAs)
 }
 
 // Up builds the topology: namespaces, links, addresses and routes, the PKI
@@ -354,7 +355,18 @@ func (l *Lab) CAFile() string { return filepath.Join(l.dir, "ca.pem") }
 func (l *Lab) LogFile(name string) string { return filepath.Join(l.dir, name+".log") }
 
 // SocketFile is the control socket of daemon name ("server", "cli1", ...).
-func (l *Lab) SocketFile(name string) string { return filepath.Join(l.dir, name+".sock") }
+func (l *Lab) SocketFile(name string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.socketFileLocked(name)
+}
+
+func (l *Lab) socketFileLocked(name string) string {
+	if p, ok := l.sockets[name]; ok {
+		return p
+	}
+	return filepath.Join(l.dir, name+".sock")
+}
 
 // ClientCert issues a client certificate for client i from the lab CA and
 // writes it as cliN-cert.pem / cliN-cert.key; it returns their paths.
@@ -706,7 +718,7 @@ func (l *Lab) stateLocked() State {
 	for _, n := range names {
 		s.Procs = append(s.Procs, l.procs[n].record())
 		if n != "dnsmasq" {
-			s.Sockets = append(s.Sockets, l.SocketFile(n))
+			s.Sockets = append(s.Sockets, l.socketFileLocked(n))
 		}
 	}
 	return s

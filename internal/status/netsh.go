@@ -56,6 +56,13 @@ func WriteNetsh(w io.Writer, ifs []Interface) error {
 		if s.Proxy != "" {
 			line(&b, "Proxy", s.Proxy)
 		}
+		for i, l := range s.Listeners {
+			lbl := ""
+			if i == 0 {
+				lbl = "Listeners"
+			}
+			line(&b, lbl, l)
+		}
 		if s.Prefix != "" {
 			line(&b, "Prefix", s.Prefix)
 		}

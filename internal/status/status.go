@@ -27,7 +27,8 @@ type Interface struct {
 	Server          string            `json:"server,omitempty"` // client: the server's remote address in use
 	Proxy           string            `json:"proxy,omitempty"`  // client: the proxy in use, or "direct"
 	AuthMode        string            `json:"auth_mode,omitempty"`
-	Offload         bool              `json:"offload"` // TUN GSO/GRO in use
+	Offload         bool              `json:"offload"`             // TUN GSO/GRO in use
+	Listeners       []string          `json:"listeners,omitempty"` // client --userspace: the SOCKS5/HTTP proxy listeners
 	PID             int               `json:"pid"`
 	Counters        map[string]uint64 `json:"counters,omitempty"`
 	Clients         []Client          `json:"clients,omitempty"`

@@ -1,11 +1,15 @@
 package tundev
 
-import (
-	"golang.zx2c4.com/wireguard/tun"
-)
-
 // maxCoalesced is the largest packet GRO may build in a write buffer.
 const maxCoalesced = 65535
+
+// Packets is what the batch helpers need of a device: wireguard-go's
+// tun.Device has it, and so does the client's in-process stack.
+type Packets interface {
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
+}
 
 // ReadBatch holds the buffers for reading many packets at once.
 type ReadBatch struct {
@@ -15,7 +19,7 @@ type ReadBatch struct {
 }
 
 // NewReadBatch allocates buffers for one batched read from dev.
-func NewReadBatch(dev tun.Device, mtu int) *ReadBatch {
+func NewReadBatch(dev Packets, mtu int) *ReadBatch {
 	n := dev.BatchSize()
 	b := &ReadBatch{bufs: make([][]byte, n), sizes: make([]int, n)}
 	for i := range b.bufs {
@@ -25,7 +29,7 @@ func NewReadBatch(dev tun.Device, mtu int) *ReadBatch {
 }
 
 // Read reads one batch (GSO super-packets arrive split into MTU-sized packets).
-func (b *ReadBatch) Read(dev tun.Device) (int, error) {
+func (b *ReadBatch) Read(dev Packets) (int, error) {
 	n, err := dev.Read(b.bufs, b.sizes, Offset)
 	b.n = n
 	return n, err
@@ -40,7 +44,7 @@ func (b *ReadBatch) Packet(i int) []byte {
 // lets the device coalesce TCP segments (GRO) when offload is on. A Writer is
 // used by one goroutine at a time.
 type Writer struct {
-	dev  tun.Device
+	dev  Packets
 	bufs [][]byte
 	n    int
 	// Errors counts failed writes; Packets counts packets handed to the device.
@@ -48,7 +52,7 @@ type Writer struct {
 }
 
 // NewWriter makes a writer holding up to batch packets.
-func NewWriter(dev tun.Device, batch int) *Writer {
+func NewWriter(dev Packets, batch int) *Writer {
 	if batch < 1 {
 		batch = 1
 	}

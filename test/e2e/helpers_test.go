@@ -152,6 +152,7 @@ type transferResult struct {
 	n   int64
 	sum []byte
 	err error
+	end time.Time // when the last byte arrived
 }
 
 // transfer streams size bytes of deterministic pseudo-random data over TCP
@@ -159,6 +160,13 @@ type transferResult struct {
 // ends with SHA-256 and compares. It logs the throughput. The whole transfer
 // is bounded by limit.
 func transfer(t *testing.T, fromNS, toNS string, dst netip.Addr, size int64, limit time.Duration) {
+	t.Helper()
+	transferVia(t, fromNS, lab.Dialer(fromNS), toNS, dst, size, limit)
+}
+
+// transferVia is transfer with the sender's connection made by dial (for
+// example through a SOCKS5 proxy); from names the sender in the log.
+func transferVia(t *testing.T, from string, dial func(ctx context.Context, network, addr string) (net.Conn, error), toNS string, dst netip.Addr, size int64, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	ln, err := lab.Listen(toNS, "tcp6", netip.AddrPortFrom(dst, 0).String())
@@ -179,14 +187,24 @@ func transfer(t *testing.T, fromNS, toNS string, dst netip.Addr, size int64, lim
 		defer c.Close()
 		_ = c.SetDeadline(deadline)
 		h := sha256.New()
-		n, err := io.CopyBuffer(h, c, make([]byte, 256<<10))
-		results <- transferResult{n: n, sum: h.Sum(nil), err: err}
+		// Exactly size bytes, then the end of the stream.
+		n, err := io.CopyBuffer(h, io.LimitReader(c, size), make([]byte, 256<<10))
+		end := time.Now()
+		if err == nil && n == size {
+			// A sender that can half-close gives EOF at once; one that
+			// cannot (a proxied connection) gives nothing more.
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			if extra, _ := c.Read(make([]byte, 1)); extra > 0 {
+				err = errors.New("more bytes than sent")
+			}
+		}
+		results <- transferResult{n: n, sum: h.Sum(nil), err: err, end: end}
 	}()
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
-	c, err := lab.Dialer(fromNS)(ctx, "tcp6", addr)
+	c, err := dial(ctx, "tcp6", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +218,10 @@ func transfer(t *testing.T, fromNS, toNS string, dst netip.Addr, size int64, lim
 	if err != nil {
 		t.Fatalf("send to %s: %d of %d bytes sent after %s: %v", addr, n, size, time.Since(start).Round(time.Millisecond), err)
 	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatalf("close write: %v", err)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			t.Fatalf("close write: %v", err)
+		}
 	}
 	var r transferResult
 	select {
@@ -209,7 +229,7 @@ func transfer(t *testing.T, fromNS, toNS string, dst netip.Addr, size int64, lim
 	case <-time.After(time.Until(deadline) + 5*time.Second):
 		t.Fatalf("receiver did not finish within %s", limit)
 	}
-	elapsed := time.Since(start)
+	elapsed := r.end.Sub(start)
 	if r.err != nil {
 		t.Fatalf("receive on %s: %d of %d bytes received after %s: %v", addr, r.n, size, elapsed.Round(time.Millisecond), r.err)
 	}
@@ -219,7 +239,7 @@ func transfer(t *testing.T, fromNS, toNS string, dst netip.Addr, size int64, lim
 	if got, want := fmt.Sprintf("%x", r.sum), fmt.Sprintf("%x", sent.Sum(nil)); got != want {
 		t.Fatalf("SHA-256 mismatch: sent %s, received %s", want, got)
 	}
-	t.Logf("%s -> [%s]: %d MiB in %s, %.1f MB/s, SHA-256 match", fromNS, dst, size>>20,
+	t.Logf("%s -> [%s]: %d MiB in %s, %.1f MB/s, SHA-256 match", from, dst, size>>20,
 		elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds())
 }
 
