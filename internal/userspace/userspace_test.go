@@ -280,4 +280,3 @@ func TestListenRefusesNonLoopback(t *testing.T) {
 		t.Error("Listen with no listener accepted")
 	}
 }
-
