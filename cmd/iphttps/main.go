@@ -48,5 +48,6 @@ httpstunnel show interfaces), so Windows troubleshooting guides apply.`,
 		Version:       version,
 	}
 	root.AddCommand(newServerCmd(), newClientCmd(), newShowCmd(), newProxyCmd(), newLabCmd())
+	root.AddCommand(newErrcodeCmd())
 	return root
 }
