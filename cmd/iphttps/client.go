@@ -38,12 +38,17 @@ root (system roots, or --ca), and the subject CN must be the URL's host name (--
 standard checks the subject alternative names instead). The URL must name the host; an IP
 literal is refused with 0x4be, as Windows does.
 
+With --userspace no root, TUN device or route is needed: the link ends in an IPv6 stack inside
+the process, and applications reach the network behind the server through a local SOCKS5
+listener (--socks) and, if asked, an HTTP proxy listener (--http-proxy).
+
 On SIGHUP the configuration file is read again and the client reconnects with it (the
 interface name cannot change). On SIGINT or SIGTERM the interface, its addresses and routes
 are removed.`,
 		Example: `  iphttps client https://da.example.com/IPHTTPS
   iphttps client https://da.example.test/IPHTTPS --ca /etc/iphttps/ca.pem --route 2001:db8:c0::/48
-  iphttps client --config /etc/iphttps/client.toml`,
+  iphttps client --config /etc/iphttps/client.toml
+  iphttps client https://da.example.com/IPHTTPS --userspace --socks 127.0.0.1:1080`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flagged := cfg // the defaults and flags, before the file

@@ -30,7 +30,8 @@ func TestUserspaceClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	const socks, httpProxy = "127.0.0.1:1080", "127.0.0.1:3128"
-	if _, err := l.StartClientAs(1, nobody, nobody, "--userspace", "--socks", socks, "--http-proxy", httpProxy); err != nil {
+	if _, err := l.StartClientAs(1, nobody, nobody, "--userspace", "--socks", socks, "--http-proxy", httpProxy,
+		"--reconnect-initial", "1s", "--reconnect-max", "3s"); err != nil {
 		t.Fatal(err)
 	}
 	st := waitActive(t, l, 1)
@@ -93,6 +94,23 @@ func TestUserspaceClient(t *testing.T) {
 	}
 	dial := sd.(proxy.ContextDialer).DialContext
 	transferVia(t, ns+" via SOCKS5", dial, l.NS(lab.RoleCorp), mustAddr(t, lab.IntranetHost), 64<<20, 90*time.Second)
+
+	// Same reconnect as the kernel mode: the server dies and comes back;
+	// the address (and the in-process stack) stays, and the listeners work
+	// again.
+	if err := l.KillServer(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	again := waitActive(t, l, 1)
+	if a, _ := lab.LinkAddr(again); a != mustAddr(t, strings.Split(st.Addresses[0], "/")[0]) {
+		t.Errorf("address after reconnect %v, before %v", again.Addresses, st.Addresses)
+	}
+	if out, err := l.Exec(ns, "curl", "-sS", "--max-time", "10", "--socks5", socks, page); err != nil || !strings.Contains(string(out), "Hello from the intranet host") {
+		t.Fatalf("curl over SOCKS5 after the server restart: %v\n%s", err, out)
+	}
 
 	if err := l.StopClient(1); err != nil {
 		t.Fatalf("rootless client stop: %v", err)
