@@ -67,6 +67,13 @@ type ProxyOptions struct {
 	Auth bool
 	// DenyServer makes squid refuse CONNECT to ServerName with 403.
 	DenyServer bool
+	// Negotiate, a host name, requires Kerberos (SPNEGO) authentication
+	// for the service principal HTTP/<Negotiate>@KerberosRealm (squid's
+	// negotiate_kerberos_auth, with a keytab from the lab KDC: StartKDC
+	// first). Clients must address the proxy by that name (see
+	// KerberosProxyName). With Auth too, squid offers Negotiate first, then
+	// Basic.
+	Negotiate string
 }
 
 // ProxyTools are the programs StartProxy and BlockDirect run, with their
@@ -149,8 +156,30 @@ func (l *Lab) StartProxy(o ProxyOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("lab proxy: %w", err)
 	}
+	if o.Negotiate != "" {
+		if !hostNameRE.MatchString(o.Negotiate) {
+			return "", fmt.Errorf("lab proxy: Negotiate %q: want a DNS host name", o.Negotiate)
+		}
+		if err := CheckKerberosTools(); err != nil {
+			return "", fmt.Errorf("lab proxy: %w", err)
+		}
+	}
 	if err := l.writeProxyDir(host, o); err != nil {
 		return "", err
+	}
+	var env []string
+	if o.Negotiate != "" {
+		if err := l.writeServiceKeytab(l.ProxyDir(host), o.Negotiate); err != nil {
+			return "", fmt.Errorf("lab proxy: %w", err)
+		}
+		// squid passes its environment to its helpers: the Kerberos library
+		// reads the lab's krb5.conf, not /etc/krb5.conf. env execs squid
+		// in place, so the PID is still squid's.
+		envTool, err := lookTool("env")
+		if err != nil {
+			return "", fmt.Errorf("lab proxy: %w", err)
+		}
+		env = append([]string{envTool}, l.krbEnv()...)
 	}
 	inet := l.NS(RoleInet)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -164,7 +193,7 @@ func (l *Lab) StartProxy(o ProxyOptions) (string, error) {
 	// with that service name would fail on it.
 	removeSquidShm(service)
 	name := ProxyName(host)
-	argv := []string{squid, "-N", "-d", "1", "-n", service, "-f", filepath.Join(l.ProxyDir(host), "squid.conf")}
+	argv := append(env, squid, "-N", "-d", "1", "-n", service, "-f", filepath.Join(l.ProxyDir(host), "squid.conf"))
 	start := time.Now()
 	if err := l.startProc(name, inet, argv...); err != nil {
 		return "", fmt.Errorf("lab proxy: %w", err)
@@ -187,7 +216,7 @@ func (l *Lab) StartProxy(o ProxyOptions) (string, error) {
 		case <-t.C:
 		}
 	}
-	l.log.Info("proxy up", "addr", addr, "auth", o.Auth, "deny_server", o.DenyServer,
+	l.log.Info("proxy up", "addr", addr, "auth", o.Auth, "negotiate", o.Negotiate, "deny_server", o.DenyServer,
 		"pid", l.PID(name), "after", time.Since(start).Round(time.Millisecond))
 	return addr, nil
 }
@@ -298,10 +327,19 @@ func squidConf(d, ip, passwd string, o ProxyOptions) string {
 	w("hosts_file none")
 	w("dns_nameservers %s", DNSAddr)
 	w("shutdown_lifetime 0 seconds")
+	if o.Negotiate != "" {
+		// Offered first. The replay cache goes in d (-c), not /var/tmp.
+		w("auth_param negotiate program %s -s HTTP/%s@%s -k %s -c %s", negotiateAuth, o.Negotiate, KerberosRealm, filepath.Join(d, serviceKeytab), d)
+		w("auth_param negotiate children 2 startup=1 idle=1")
+		w("auth_param negotiate keep_alive on")
+	}
 	if passwd != "" {
 		w("auth_param basic program %s %s", ncsaAuth, passwd)
 		w("auth_param basic children 2 startup=1 idle=1")
 		w("auth_param basic realm iphttps lab proxy")
+	}
+	auth := passwd != "" || o.Negotiate != ""
+	if auth {
 		w("acl authenticated proxy_auth REQUIRED")
 	}
 	w("acl lab_clients src %s", clientNet)
@@ -313,7 +351,7 @@ func squidConf(d, ip, passwd string, o ProxyOptions) string {
 	if o.DenyServer {
 		w("http_access deny CONNECT iphttps_server")
 	}
-	if passwd != "" {
+	if auth {
 		w("http_access deny !authenticated")
 	}
 	w("http_access allow lab_clients")
@@ -379,6 +417,8 @@ func (l *Lab) downProxies(procs map[string]*proc) []error {
 			removeSquidShm(squidService(l.opts.Prefix, a))
 		}
 	}
+	// The KDC of the Negotiate proxies: see kdc.go.
+	errs = append(errs, l.downKDC(procs)...)
 	// Only a lab that used nft (BlockDirect wrote its ruleset) needs it.
 	if _, err := os.Stat(filepath.Join(l.dir, nftFile)); err == nil && NetnsExists(l.NS(RoleInet)) {
 		if err := l.UnblockDirect(); err != nil {

@@ -1,14 +1,14 @@
 // Package proxy takes the IP-HTTPS client through HTTP proxies: the CONNECT
 // tunnel of [MS-IPHTTPS] 3.1.5.1 (draft-luotonen-web-proxy-tunneling), with
-// Basic proxy authentication; the choice of proxy from the configuration or
-// the usual HTTPS_PROXY / NO_PROXY environment; and a cache of the proxy that
-// last worked, tried first (the Linux form of Windows' ProxyMgr cache).
+// Basic and Negotiate (Kerberos) proxy authentication; the choice of proxy
+// from the configuration or the usual HTTPS_PROXY / NO_PROXY environment;
+// and a cache of the proxy that last worked, tried first (the Linux form of
+// Windows' ProxyMgr cache).
 package proxy
 
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +31,11 @@ type Proxy struct {
 	URL      *url.URL // scheme http, host:port; no credentials
 	User     string
 	Password string
+	// Auth is how to answer the proxy's challenge: AuthAuto ("" too),
+	// AuthBasic or AuthNegotiate.
+	Auth string
+	// Kerberos, when set, lets the client answer Negotiate.
+	Kerberos *Kerberos
 }
 
 // String is the proxy's URL without credentials.
@@ -108,6 +113,9 @@ type Config struct {
 	// User and Password authenticate to the proxy (they override credentials
 	// in the proxy URL).
 	User, Password string
+	// Auth and Kerberos go to every proxy (see Proxy).
+	Auth     string
+	Kerberos *Kerberos
 	// Getenv reads the environment (os.Getenv when nil).
 	Getenv func(string) string
 	// Cache remembers the proxy that last worked; nil for none.
@@ -136,6 +144,7 @@ func (c Config) Routes(ctx context.Context, target string) ([]Route, error) {
 			if c.User != "" {
 				p.User, p.Password = c.User, c.Password
 			}
+			p.Auth, p.Kerberos = c.Auth, c.Kerberos
 		}
 		routes = append(routes, Route{Proxy: p, Source: source})
 	}
@@ -158,6 +167,7 @@ func (c Config) Routes(ctx context.Context, target string) ([]Route, error) {
 	// Only credentials configured for any proxy go to the cached one; those
 	// of another proxy's URL never do.
 	cp.User, cp.Password = c.User, c.Password
+	cp.Auth, cp.Kerberos = c.Auth, c.Kerberos
 	return append([]Route{{Proxy: cp, Source: "cache"}}, routes...), nil
 }
 
@@ -213,10 +223,10 @@ func first(a, b string) string {
 
 // Connect opens a TCP connection to target (host:port) through p, or
 // directly when p has no URL. Authentication follows the proxy's challenge:
-// the first CONNECT carries no credentials; on a 407 offering Basic the
-// client answers with its credentials (on the same connection when the proxy
-// keeps it). Failures
-// carry the code Windows reports: 0x2AF9 when the proxy cannot be reached,
+// the first CONNECT carries no credentials; on a 407 the client answers
+// Negotiate or Basic as p.Auth allows and its credentials permit (on the
+// same connection when the proxy keeps it). Failures carry the code Windows
+// reports: 0x2AF9 when the proxy cannot be reached,
 // 0x2AFC when it refuses the tunnel (403, 407 and other answers).
 func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Conn, error) {
 	if p.URL == nil {
@@ -232,7 +242,7 @@ func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Co
 		return nil, err
 	}
 	resp, err := t.connect("")
-	if err == nil && resp.StatusCode == http.StatusProxyAuthRequired && p.User != "" {
+	if err == nil && resp.StatusCode == http.StatusProxyAuthRequired {
 		resp, err = t.authenticate(ctx, resp)
 	}
 	if err != nil {
@@ -241,7 +251,7 @@ func Connect(ctx context.Context, d *net.Dialer, p Proxy, target string) (net.Co
 	}
 	if resp.StatusCode/100 != 2 {
 		t.conn.Close()
-		return nil, winerr.New(winerr.NoData, refusal(p, target, resp))
+		return nil, winerr.New(winerr.NoData, t.refusal(resp))
 	}
 	if !t.stopDeadline() {
 		// ctx ended just now: its deadline is already set on the connection.
@@ -265,6 +275,9 @@ type tunnel struct {
 	conn         net.Conn
 	br           *bufio.Reader
 	stopDeadline func() bool
+	// sent describes the credentials sent ("" for none), why what kept the
+	// client from answering a challenge.
+	sent, why string
 }
 
 func (t *tunnel) dial(ctx context.Context) error {
@@ -321,28 +334,16 @@ func (t *tunnel) again(ctx context.Context, resp *http.Response) error {
 	return t.dial(ctx)
 }
 
-// authenticate answers a 407 challenge with Basic when the proxy offers it.
-// (NTLM and Negotiate are not spoken yet: their 407 is reported as it is.)
-func (t *tunnel) authenticate(ctx context.Context, resp *http.Response) (*http.Response, error) {
-	for _, v := range resp.Header.Values("Proxy-Authenticate") {
-		if scheme, _, _ := strings.Cut(v, " "); strings.EqualFold(scheme, "basic") {
-			if err := t.again(ctx, resp); err != nil {
-				return nil, err
-			}
-			return t.connect("Basic " + base64.StdEncoding.EncodeToString([]byte(t.p.User+":"+t.p.Password)))
-		}
-	}
-	return resp, nil
-}
-
-func refusal(p Proxy, target string, resp *http.Response) error {
+// refusal describes the proxy's final answer resp to CONNECT.
+func (t *tunnel) refusal(resp *http.Response) error {
+	p, target := t.p, t.target
 	switch resp.StatusCode {
 	case http.StatusProxyAuthRequired:
 		schemes := strings.Join(resp.Header.Values("Proxy-Authenticate"), ", ")
-		if p.User == "" {
-			return fmt.Errorf("proxy %s requires authentication (%s; it offers %s): give credentials with --proxy-credentials FILE", p, resp.Status, schemes)
+		if t.sent == "" {
+			return fmt.Errorf("proxy %s requires authentication (%s; it offers %s): %s", p, resp.Status, schemes, t.why)
 		}
-		return fmt.Errorf("proxy %s rejected the credentials of user %q (%s; it offers %s)", p, p.User, resp.Status, schemes)
+		return fmt.Errorf("proxy %s rejected %s (%s; it offers %s)", p, t.sent, resp.Status, schemes)
 	case http.StatusForbidden:
 		return fmt.Errorf("proxy %s refused CONNECT to %s (%s): its policy forbids tunnels to the IP-HTTPS server; ask for %s to be allowed", p, target, resp.Status, target)
 	}
