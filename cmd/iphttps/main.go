@@ -48,6 +48,6 @@ httpstunnel show interfaces), so Windows troubleshooting guides apply.`,
 		Version:       version,
 	}
 	root.AddCommand(newServerCmd(), newClientCmd(), newShowCmd(), newProxyCmd(), newLabCmd())
-	root.AddCommand(newErrcodeCmd())
+	root.AddCommand(newErrcodeCmd(), newResetCmd())
 	return root
 }

@@ -28,7 +28,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
   iphttps proxy reset   forget the cached proxy (of "netsh winhttp reset proxy" and clearing
                         the ProxyMgr cache)`,
 	}
-	cmd.PersistentFlags().StringVar(&cachePath, "proxy-cache", proxy.DefaultCachePath, "the client's proxy cache file")
+	cmd.PersistentFlags().StringVar(&cachePath, "proxy-cache", config.DefaultProxyCache(), "the client's proxy cache file")
 	var confPath string
 	var asJSON bool
 	show := &cobra.Command{
@@ -73,7 +73,7 @@ not exempt the server. It remembers the proxy that last worked and tries it firs
 				return err
 			}
 			out.Cached, out.CachedFor, out.CachedAt = e.Proxy, e.Server, e.Saved
-			socks, _ := control.Sockets(control.DefaultDir)
+			socks, _ := control.AllSockets()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
 			defer cancel()
 			for _, p := range socks {

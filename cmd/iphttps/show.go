@@ -33,12 +33,9 @@ or those given with --socket). The default layout is that of
 	fetch := func(ctx context.Context) ([]status.Interface, error) {
 		paths := sockets
 		if len(paths) == 0 {
-			for _, d := range control.Dirs() {
-				found, err := control.Sockets(d)
-				if err != nil {
-					return nil, err
-				}
-				paths = append(paths, found...)
+			var err error
+			if paths, err = control.AllSockets(); err != nil {
+				return nil, err
 			}
 		}
 		if len(paths) == 0 {

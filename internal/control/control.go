@@ -45,6 +45,19 @@ func Dirs() []string {
 	return []string{DefaultDir}
 }
 
+// AllSockets lists the sockets in every directory of Dirs.
+func AllSockets() ([]string, error) {
+	var out []string
+	for _, d := range Dirs() {
+		found, err := Sockets(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
 // SocketPath is the default socket of a daemon of role on device.
 func SocketPath(role, device string) string {
 	return filepath.Join(Dir(), role+"-"+device+".sock")

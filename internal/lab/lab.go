@@ -447,6 +447,16 @@ func (l *Lab) KillServer() error {
 	return p.kill()
 }
 
+// KillClient kills client i with SIGKILL (it cannot clean up) and waits
+// for it.
+func (l *Lab) KillClient(i int) error {
+	p := l.proc(ClientName(i))
+	if p == nil {
+		return fmt.Errorf("lab: %s not started", ClientName(i))
+	}
+	return p.kill()
+}
+
 // StartClient starts client i (1-based) in its namespace; extra is appended
 // to the command line. It does not wait for the tunnel (see
 // WaitClientActive).

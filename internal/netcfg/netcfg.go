@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,9 @@ func PrepareLink(name string, mtu int) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", name, err)
 	}
+	if err := netlink.LinkSetAlias(link, markPrefix+strconv.Itoa(os.Getpid())); err != nil {
+		return fmt.Errorf("%s: mark as iphttps's: %w", name, err)
+	}
 	if err := netlink.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil {
 		return fmt.Errorf("%s: disable kernel address generation: %w", name, err)
 	}
@@ -61,6 +65,61 @@ func PrepareLink(name string, mtu int) error {
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("%s: set up: %w", name, err)
+	}
+	return nil
+}
+
+// markPrefix starts the alias (ip link show: "alias iphttps pid 1234") that
+// PrepareLink gives every device iphttps creates: `iphttps reset` removes
+// only devices with this mark whose process is gone.
+const markPrefix = "iphttps pid "
+
+// MarkedLink is a network device iphttps created.
+type MarkedLink struct {
+	Name string
+	PID  int // the process that created it
+}
+
+// MarkedLinks lists the devices in this network namespace that carry
+// iphttps' mark.
+func MarkedLinks() ([]MarkedLink, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list network devices: %w", err)
+	}
+	var out []MarkedLink
+	for _, l := range links {
+		a := l.Attrs()
+		rest, ok := strings.CutPrefix(a.Alias, markPrefix)
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(rest)
+		if err != nil {
+			continue
+		}
+		out = append(out, MarkedLink{Name: a.Name, PID: pid})
+	}
+	return out, nil
+}
+
+// LinkExists reports whether a device named name exists, and its alias.
+func LinkExists(name string) (bool, string) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return false, ""
+	}
+	return true, l.Attrs().Alias
+}
+
+// DeleteLink removes the device name.
+func DeleteLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
 }
