@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,29 @@ func TestNameRule(t *testing.T) {
 		}
 		if err := CheckName(c.cert, host, NameRuleStandard); (err == nil) != c.std {
 			t.Errorf("%s: standard rule err=%v, want pass=%v", c.name, err, c.std)
+		}
+	}
+}
+
+// The three 0x103 causes of KB2980635 read differently, so diagnose and
+// the status tell them apart.
+func TestNameRuleReasons(t *testing.T) {
+	ca, _ := pki.NewCA("ca")
+	host := "da.example.test"
+	for _, c := range []struct {
+		o    pki.Options
+		want string
+	}{
+		{pki.Options{CommonName: "other.example.test", DNSNames: []string{host}}, "does not match the URL host"},
+		{pki.Options{CommonName: host + ", O=Example Corp", DNSNames: []string{host}}, "extra information in the subject"},
+		{pki.Options{CommonName: host, DNSNames: []string{"other.example.test"}}, "subject alternative names"},
+	} {
+		cert, err := pki.Server(ca, c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckName(cert.Cert, host, NameRuleWindows); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CN %q SAN %v: %v, want %q", c.o.CommonName, c.o.DNSNames, err, c.want)
 		}
 	}
 }

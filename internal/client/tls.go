@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"fmt"
 	"strings"
 	"time"
@@ -86,7 +87,13 @@ func CheckName(leaf *x509.Certificate, host string, rule NameRule) error {
 	if cn == "" {
 		return winerr.Errorf(winerr.NoMoreItems, "server certificate has no subject CN (SAN-only certificates are not usable for IP-HTTPS): want CN=%s", host)
 	}
+	if n := commonNames(leaf); n > 1 {
+		return winerr.Errorf(winerr.NoMoreItems, "server certificate subject has %d common names (%s): the subject must be exactly CN=%s", n, leaf.Subject, host)
+	}
 	if !nameMatches(cn, host) {
+		if strings.Contains(strings.ToLower(cn), strings.ToLower(host)) {
+			return winerr.Errorf(winerr.NoMoreItems, "server certificate subject CN %q carries more than the URL host %q (extra information in the subject): the CN must be exactly the host name", cn, host)
+		}
 		return winerr.Errorf(winerr.NoMoreItems, "server certificate subject CN %q does not match the URL host %q", cn, host)
 	}
 	if len(leaf.DNSNames) > 0 {
@@ -99,6 +106,19 @@ func CheckName(leaf *x509.Certificate, host string, rule NameRule) error {
 	}
 	return nil
 }
+
+// commonNames counts the CN attributes of the certificate's subject.
+func commonNames(c *x509.Certificate) int {
+	n := 0
+	for _, a := range c.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	return n
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // nameMatches compares a certificate name with host, case-insensitively; a
 // leading "*." matches exactly one label.
