@@ -67,6 +67,7 @@ CAP_NET_BIND_SERVICE for ports below 1024.`,
 	f.StringVar(&cfg.HostAddress, "host-address", "", "the server's own address in the prefix (default: prefix::1)")
 	f.StringSliceVar(&cfg.Routes, "route", nil, "prefix reachable through this server, advertised as a route (repeatable)")
 	f.BoolVar(&cfg.AdvertiseDefaultRoute, "advertise-default-route", false, "offer the server as the clients' default router (force tunneling)")
+	f.BoolVar(&cfg.PublishPrefix, "publish-prefix", cfg.PublishPrefix, "advertise the prefix to clients (false: Windows' publish=no, clients connect but get no address; for troubleshooting)")
 	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the server's TUN device")
 	f.BoolVar(&cfg.PlainHTTP, "plain-http", false, "serve IP-HTTPS over plain HTTP, for a server behind a TLS terminator in TCP mode")
 	f.StringVar(&cfg.ServerHeader, "server-header", cfg.ServerHeader, "value of the Server header in the 200 OK")

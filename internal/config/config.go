@@ -34,6 +34,7 @@ type Server struct {
 	HostAddress           string        `toml:"host_address"`
 	Routes                []string      `toml:"route"`
 	AdvertiseDefaultRoute bool          `toml:"advertise_default_route"`
+	PublishPrefix         bool          `toml:"publish_prefix"`
 	Interface             string        `toml:"interface"`
 	PlainHTTP             bool          `toml:"plain_http"`
 	ServerHeader          string        `toml:"server_header"`
@@ -62,6 +63,7 @@ func DefaultServer() Server {
 		HandshakeTimeout: 10 * time.Second,
 		RAInterval:       200 * time.Second,
 		SetForwarding:    true,
+		PublishPrefix:    true,
 		Log:              Log{Level: "info", Format: "text"},
 	}
 }

@@ -40,6 +40,11 @@ type Config struct {
 	// MTU is advertised in the RA MTU option. Default 1280, the IP-HTTPS
 	// link MTU.
 	MTU int
+	// Unpublished leaves the prefix out of the advertisements (no Prefix
+	// Information option, no route for it): the Windows server's route
+	// with publish=no, which leaves clients connected but without an
+	// address. For troubleshooting labs; a real server publishes.
+	Unpublished bool
 	// IsolateClients forbids unicast between clients.
 	IsolateClients bool
 	// MaxAddrsPerClient bounds how many addresses (link-local included)

@@ -24,17 +24,17 @@ func (r *Router) raMessage() *ndp.RouterAdvertisement {
 	if cfg.DefaultRoute {
 		ra.RouterLifetime = cfg.RouterLifetime
 	}
-	ra.Options = append(ra.Options,
-		ndp.NewMTU(uint32(cfg.MTU)),
-		&ndp.PrefixInformation{
+	ra.Options = append(ra.Options, ndp.NewMTU(uint32(cfg.MTU)))
+	if !cfg.Unpublished {
+		ra.Options = append(ra.Options, &ndp.PrefixInformation{
 			PrefixLength:                   uint8(cfg.Prefix.Bits()),
 			OnLink:                         cfg.Mode == ModeCertificates,
 			AutonomousAddressConfiguration: true,
 			ValidLifetime:                  cfg.PrefixValid,
 			PreferredLifetime:              cfg.PrefixPreferred,
 			Prefix:                         cfg.Prefix.Addr(),
-		},
-	)
+		})
+	}
 	for _, p := range r.advertisedRoutes() {
 		ra.Options = append(ra.Options, &ndp.RouteInformation{
 			PrefixLength:  uint8(p.Bits()),
@@ -52,7 +52,7 @@ func (r *Router) raMessage() *ndp.RouterAdvertisement {
 // reached through the server.
 func (r *Router) advertisedRoutes() []netip.Prefix {
 	routes := slices.Clone(r.cfg.Routes)
-	if r.cfg.Mode == ModeNone && !r.cfg.IsolateClients && !slices.Contains(routes, r.cfg.Prefix) {
+	if r.cfg.Mode == ModeNone && !r.cfg.IsolateClients && !r.cfg.Unpublished && !slices.Contains(routes, r.cfg.Prefix) {
 		routes = append(routes, r.cfg.Prefix)
 	}
 	return routes

@@ -122,6 +122,7 @@ func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
 		LinkLocal:      netip.MustParseAddr("fe80::1"),
 		HostAddrs:      []netip.Addr{host},
 		DefaultRoute:   c.AdvertiseDefaultRoute,
+		Unpublished:    !c.PublishPrefix,
 		IsolateClients: c.IsolateClients,
 		MTU:            LinkMTU,
 	}
