@@ -210,13 +210,19 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 		}
 		o.Routes = append(o.Routes, p.Masked())
 	}
+	if cfg.URL == "" {
+		return o, fmt.Errorf("no IP-HTTPS URL: give it as the argument or as url in the configuration file (e.g. https://da.example.com/IPHTTPS)")
+	}
 	if o.Target, err = client.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
-		return o, err
+		// As on Windows, an unusable URL is a state, not a crash: the client
+		// runs, shows "Invalid IPHTTPS URL specified" (0x4be) and waits for a
+		// corrected configuration (SIGHUP).
+		o.Target, o.URLError = client.Target{URL: cfg.URL}, err
 	}
 	if o.Proxy, err = proxyConfig(cfg); err != nil {
 		return o, err
 	}
-	if !o.Target.HTTPS {
+	if o.URLError != nil || !o.Target.HTTPS {
 		return o, nil
 	}
 	var roots *x509.CertPool

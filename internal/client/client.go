@@ -33,7 +33,10 @@ const LinkMTU = 1280
 
 // Options is a validated client configuration.
 type Options struct {
-	Target             Target
+	Target Target
+	// URLError is set when the configured URL is unusable: the client then
+	// only reports it (0x4be) until a reload brings a good one.
+	URLError           error
 	TLS                *tls.Config // nil for plain HTTP
 	Proxy              proxy.Config
 	Interface          string
@@ -146,6 +149,18 @@ func (c *Client) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if c.applyReload() {
 			bo = c.o.Backoff
+		}
+		if c.o.URLError != nil {
+			c.fail(c.o.URLError)
+			c.st.Update(func(s *status.Interface) { s.NextRetry = time.Time{} })
+			reload := c.reloadChan()
+			if !c.reloadPending() {
+				select {
+				case <-ctx.Done():
+				case <-reload:
+				}
+			}
+			continue
 		}
 		select {
 		case <-kick: // a change from before this attempt: the attempt covers it
