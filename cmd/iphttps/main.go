@@ -49,5 +49,6 @@ httpstunnel show interfaces), so Windows troubleshooting guides apply.`,
 	}
 	root.AddCommand(newServerCmd(), newClientCmd(), newShowCmd(), newProxyCmd(), newLabCmd())
 	root.AddCommand(newErrcodeCmd(), newResetCmd())
+	root.AddCommand(newDiagnoseCmd())
 	return root
 }

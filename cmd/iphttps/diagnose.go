@@ -1,0 +1,167 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/config"
+	"github.com/iphttps/iphttps/internal/diagnose"
+)
+
+// errDiagnosisFailed is returned (exit status 1) when a check failed; the
+// report already said which.
+type errDiagnosisFailed struct{ r diagnose.Report }
+
+func (e errDiagnosisFailed) Error() string {
+	return fmt.Sprintf("diagnose: check %s failed (%s)", e.r.Failed, e.r.Code)
+}
+
+func newDiagnoseCmd() *cobra.Command {
+	cfg := config.DefaultClient()
+	var (
+		file    string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "diagnose [URL]",
+		Short: "Check, step by step, why an IP-HTTPS client cannot connect (the KB checks, automated)",
+		Long: `Run the checks Windows' troubleshooting articles make by hand, in order, against the
+IP-HTTPS server at URL (or the url of --config), with the client's settings:
+
+  platform-ipv6 platform-tun platform-interface   IPv6 on, TUN usable, no stale interface
+  url dns proxy tcp                               URL rules, name, proxy in effect, TCP
+  tls cert-chain cert-validity cert-name          TLS handshake, trusted root, validity,
+  cert-usage cert-revocation                      Windows name rule, EKU, CRL reachable
+  iphttps-post router-advertisement               the 200 answer, an RA with a /64 prefix
+
+Each check prints PASS, WARN or FAIL, the Windows code it maps to (as netsh shows it), what
+it saw, the likely cause and the fix. A check whose prerequisites failed is SKIPPED with the
+reason. The exit status is 1 when a check failed, 0 otherwise (warnings allowed). --json
+prints the same report as JSON (schema: go doc ./internal/diagnose).
+
+The diagnosis opens its own IP-HTTPS connection (it does not disturb a running client) and
+needs no root, but creating the client's TUN device does: without CAP_NET_ADMIN the TUN
+check warns.`,
+		Example: `  iphttps diagnose https://da.example.com/IPHTTPS
+  iphttps diagnose --config /etc/iphttps/client.toml
+  iphttps diagnose https://da.example.test/IPHTTPS --ca ca.pem --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cfg
+			if file != "" {
+				fc, err := config.Load(file, config.DefaultClient())
+				if err != nil {
+					return err
+				}
+				config.Merge(&c, fc, cmd.Flags())
+			}
+			if len(args) == 1 {
+				c.URL = args[0]
+			}
+			o, err := diagnoseOptions(c)
+			if err != nil {
+				return err
+			}
+			o.Timeout = timeout
+			log, err := newLogger(c.Log)
+			if err != nil {
+				return err
+			}
+			d := diagnose.SystemDeps()
+			d.Log = log
+			var progress func(diagnose.Check)
+			out := cmd.OutOrStdout()
+			if !asJSON {
+				if err := diagnose.WriteHeader(out, o.URL); err != nil {
+					return err
+				}
+				progress = func(ch diagnose.Check) { _ = diagnose.WriteCheck(out, ch) }
+			}
+			r := diagnose.Run(cmd.Context(), o, d, progress)
+			if asJSON {
+				err = diagnose.WriteJSON(out, r)
+			} else {
+				err = diagnose.WriteSummary(out, r)
+			}
+			if err != nil {
+				return err
+			}
+			if cmd.Context().Err() != nil {
+				return fmt.Errorf("diagnose: interrupted")
+			}
+			if r.ExitCode() != 0 {
+				return errDiagnosisFailed{r}
+			}
+			return nil
+		},
+	}
+	// The client's flags for what the diagnosis checks; names, defaults and
+	// configuration keys are the client's.
+	f := cmd.Flags()
+	f.StringVarP(&file, "config", "c", "", "the client's TOML configuration file (url and the flags' keys)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.DurationVar(&timeout, "timeout", diagnose.DefaultTimeout, "time allowed for each check")
+	f.StringVar(&cfg.CA, "ca", "", "CA bundle (PEM) to trust instead of the system roots")
+	f.StringVar(&cfg.Cert, "cert", "", "client certificate (PEM), for servers in authentication mode certificates")
+	f.StringVar(&cfg.Key, "key", "", "private key of the client certificate (PEM)")
+	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the client's tunnel (TUN) device")
+	f.StringVar(&cfg.ControlSocket, "control-socket", "", "the client's control socket, if not in /run/iphttps")
+	f.StringVar(&cfg.NameRule, "name-rule", cfg.NameRule, "server certificate name check: windows (subject CN = host) or standard (SAN)")
+	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
+	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS)")
+	f.StringVar(&cfg.Proxy, "proxy", "", "HTTP proxy to CONNECT through (http://host:port), or \"direct\"; default: HTTPS_PROXY/NO_PROXY from the environment")
+	f.StringVar(&cfg.PAC, "pac", "", "proxy auto-configuration script (file or http(s) URL) choosing the proxy, when --proxy is not given")
+	f.StringVar(&cfg.ProxyCredentials, "proxy-credentials", "", "file holding user:password for the proxy")
+	f.StringVar(&cfg.ProxyAuth, "proxy-auth", cfg.ProxyAuth, "proxy authentication: auto, basic or negotiate")
+	f.StringVar(&cfg.ProxyKrb5Conf, "proxy-krb5-conf", "", "krb5.conf for Negotiate (Kerberos) proxy authentication")
+	f.StringVar(&cfg.ProxyKeytab, "proxy-keytab", "", "Kerberos keytab for Negotiate, instead of the password")
+	f.StringVar(&cfg.ProxyCache, "proxy-cache", cfg.ProxyCache, "the client's proxy cache file (the cached proxy is tried first); empty: none")
+	f.BoolVar(&cfg.Userspace, "userspace", false, "the client runs in userspace mode (no TUN device): skip the platform checks")
+	addLogFlags(cmd, &cfg.Log)
+	return cmd
+}
+
+// diagnoseOptions turns the client's configuration into what the diagnosis
+// needs. The URL itself is not checked here: that is the url check.
+func diagnoseOptions(c config.Client) (diagnose.Options, error) {
+	o := diagnose.Options{
+		URL:            c.URL,
+		AllowIPLiteral: c.AllowIPLiteral,
+		AllowPlainHTTP: c.AllowPlainHTTP,
+		Interface:      c.Interface,
+		Userspace:      c.Userspace,
+		RootsName:      "system roots",
+	}
+	if o.URL == "" {
+		return o, fmt.Errorf("diagnose: no URL: give it as the argument or as url in --config")
+	}
+	if c.ControlSocket != "" {
+		o.ControlSockets = []string{c.ControlSocket}
+	}
+	var err error
+	if c.CA != "" {
+		if o.Roots, o.RootCerts, err = diagnose.ReadRoots(c.CA); err != nil {
+			return o, fmt.Errorf("ca: %w", err)
+		}
+		o.RootsName = "--ca " + c.CA
+	}
+	if c.Cert != "" || c.Key != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return o, fmt.Errorf("client certificate (cert %q, key %q): %w", c.Cert, c.Key, err)
+		}
+		o.Certificates = []tls.Certificate{cert}
+	}
+	if o.NameRule, err = client.ParseNameRule(c.NameRule); err != nil {
+		return o, err
+	}
+	if o.Proxy, err = proxyConfig(c); err != nil {
+		return o, err
+	}
+	return o, nil
+}

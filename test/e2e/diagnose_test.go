@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iphttps/iphttps/internal/diagnose"
+	"github.com/iphttps/iphttps/internal/lab"
+	"github.com/iphttps/iphttps/internal/winerr"
+)
+
+// runDiagnose runs `iphttps diagnose` for the lab's URL in client i's
+// namespace with the lab's CA and extra arguments, and returns its stdout,
+// stderr and exit status.
+func runDiagnose(t *testing.T, l *lab.Lab, i int, extra ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"netns", "exec", l.ClientNS(i), requireLab(t), "diagnose", lab.ServerURL,
+		"--ca", l.CAFile(),
+		"--control-socket", l.SocketFile(lab.ClientName(i)),
+		"--proxy-cache", filepath.Join(l.Dir(), "diagnose-proxy-cache.json"),
+	}
+	cmd := exec.CommandContext(ctx, "ip", append(args, extra...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		if code = exitCode(err); code < 0 {
+			t.Fatalf("iphttps diagnose: %v\n%s", err, stderr.String())
+		}
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// diagnoseJSON runs runDiagnose with --json and decodes the report.
+func diagnoseJSON(t *testing.T, l *lab.Lab, i int) (diagnose.Report, int) {
+	t.Helper()
+	out, errOut, code := runDiagnose(t, l, i, "--json")
+	var r diagnose.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("diagnose --json printed no report (%v); stdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	return r, code
+}
+
+// TestDiagnose runs `iphttps diagnose` from a client namespace against the
+// lab server by name: healthy, every check passes and the exit status is 0;
+// with the server stopped, TCP is refused (0x274d), the later checks are
+// skipped and the exit status is 1.
+func TestDiagnose(t *testing.T) {
+	l := newLab(t, lab.Options{Prefix: "ipdg-", Clients: 1})
+	startLab(t, l) // the client owns iphttps0: the interface check must see that
+
+	t.Run("Healthy", func(t *testing.T) {
+		out, errOut, code := runDiagnose(t, l, 1)
+		t.Logf("iphttps diagnose %s:\n%s%s", lab.ServerURL, out, errOut)
+		if code != 0 {
+			t.Fatalf("exit status %d, want 0", code)
+		}
+		r, code := diagnoseJSON(t, l, 1)
+		if code != 0 || r.Result != diagnose.Pass || r.Code != 0 || r.InterfaceStatus != winerr.StatusActive {
+			t.Errorf("report: exit %d, result %s, code %s, status %q", code, r.Result, r.Code, r.InterfaceStatus)
+		}
+		if len(r.Checks) != len(diagnose.CheckNames()) {
+			t.Errorf("%d checks, want %d", len(r.Checks), len(diagnose.CheckNames()))
+		}
+		for i, c := range r.Checks {
+			if c.Name != diagnose.CheckNames()[i] {
+				t.Errorf("check %d is %s, want %s", i, c.Name, diagnose.CheckNames()[i])
+			}
+			if c.Status != diagnose.Pass {
+				t.Errorf("%s: %s (%s; %s), want PASS", c.Name, c.Status, c.Cause, c.Reason)
+			}
+		}
+		saw := func(check, key, sub string) {
+			t.Helper()
+			c, _ := r.Check(check)
+			if v, _ := c.Saw.Get(key); !strings.Contains(v, sub) {
+				t.Errorf("%s saw %s = %q, want %q in it", check, key, v, sub)
+			}
+		}
+		saw(diagnose.CheckDNS, "addresses", lab.ServerIPv4)
+		saw(diagnose.CheckInterface, "owner", "running iphttps client")
+		saw(diagnose.CheckTCP, lab.ServerIPv4+":443", "connected")
+		saw(diagnose.CheckCertName, "subject", "CN="+lab.ServerName)
+		saw(diagnose.CheckPOST, "status line", "HTTP/1.1 200 OK")
+		saw(diagnose.CheckPOST, "Server", "Microsoft-HTTPAPI/2.0")
+		saw(diagnose.CheckRA, "prefix", lab.LinkPrefix)
+		saw(diagnose.CheckRA, "MTU", "1280")
+		saw(diagnose.CheckRA, "routes", lab.IntranetPrefix)
+	})
+
+	t.Run("ServerStopped", func(t *testing.T) {
+		if err := l.StopServer(); err != nil {
+			t.Fatalf("server stop: %v", err)
+		}
+		out, errOut, code := runDiagnose(t, l, 1)
+		t.Logf("with the server stopped:\n%s%s", out, errOut)
+		if code != 1 {
+			t.Errorf("exit status %d, want 1", code)
+		}
+		r, code := diagnoseJSON(t, l, 1)
+		if code != 1 || r.Result != diagnose.Fail || r.Failed != diagnose.CheckTCP || r.Code != diagnose.Code(winerr.ConnRefused) {
+			t.Fatalf("report: exit %d, result %s, failed %s, code %s; want 1, FAIL, tcp, 0x274d", code, r.Result, r.Failed, r.Code)
+		}
+		after := false
+		for _, c := range r.Checks {
+			switch {
+			case c.Name == diagnose.CheckTCP:
+				after = true
+				if c.InterfaceStatus != winerr.StatusWaiting || c.Fix == "" {
+					t.Errorf("tcp: status %q, fix %q", c.InterfaceStatus, c.Fix)
+				}
+			case after:
+				if c.Status != diagnose.Skipped || c.Reason != "tcp failed" {
+					t.Errorf("%s: %s %q, want SKIPPED because tcp failed", c.Name, c.Status, c.Reason)
+				}
+			default:
+				if c.Status != diagnose.Pass {
+					t.Errorf("%s: %s, want PASS", c.Name, c.Status)
+				}
+			}
+		}
+	})
+}
