@@ -71,6 +71,9 @@ type Deps struct {
 	// Daemons lists the running iphttps daemons (default: ask every
 	// socket in ControlDirs and Options.ControlSockets).
 	Daemons func(context.Context) []Daemon
+	// Holders lists the processes holding a TUN device open (default:
+	// a scan of ProcRoot).
+	Holders func(name string) (holders []Holder, complete bool)
 	// Explain explains a code (default winerr.Explain).
 	Explain func(code uint32) (winerr.Explanation, bool)
 	Log     *slog.Logger
@@ -128,6 +131,10 @@ func (d Deps) withDefaults(o Options) Deps {
 	if d.Daemons == nil {
 		dirs, extra := d.ControlDirs, o.ControlSockets
 		d.Daemons = func(ctx context.Context) []Daemon { return askDaemons(ctx, dirs, extra) }
+	}
+	if d.Holders == nil {
+		proc := d.ProcRoot
+		d.Holders = func(name string) ([]Holder, bool) { return tunHolders(proc, name) }
 	}
 	if d.Explain == nil {
 		d.Explain = winerr.Explain
@@ -304,7 +311,7 @@ func (s *session) steps() []Step {
 			if c, ok := userspace(); ok {
 				return c
 			}
-			return checkInterface(ctx, s.o.Interface, s.d.Links, s.d.SysNet, s.d.Daemons)
+			return checkInterface(ctx, s.o.Interface, s.d.Links, s.d.SysNet, s.d.Daemons, s.d.Holders)
 		}},
 		{Name: CheckURL, Title: "IP-HTTPS URL", Run: func(context.Context) Check {
 			c, t := checkURL(s.o.URL, s.o.AllowIPLiteral, s.o.AllowPlainHTTP)
@@ -348,7 +355,11 @@ func (s *session) steps() []Step {
 			if c, ok := noTLS(); ok {
 				return c
 			}
-			c, chains := checkCertChain(s.chain(), s.o.Roots, s.o.RootCerts, s.o.RootsName, s.d.Now())
+			via := ""
+			if s.via.Route != proxy.Direct {
+				via = s.via.Route
+			}
+			c, chains := checkCertChain(s.chain(), s.o.Roots, s.o.RootCerts, s.o.RootsName, via, s.d.Now())
 			s.chains = chains
 			return c
 		}},

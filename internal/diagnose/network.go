@@ -138,9 +138,9 @@ func checkDNS(ctx context.Context, res *net.Resolver, query rawQuery, host, viaP
 			cause = fmt.Sprintf("the name %s exists but has no address record (A or AAAA)", host)
 			fix = "add an A (and/or AAAA) record for " + host + " pointing at the server's public address"
 		default:
-			saw.Add("direct query", fmt.Sprintf("%s: %v", ans.Server, ans.RCode))
+			saw.Add("direct query", fmt.Sprintf("%s: %s", ans.Server, rcodeName(ans.RCode)))
 			code = winerr.NoData
-			cause = fmt.Sprintf("the name server answers %v for %s", ans.RCode, host)
+			cause = fmt.Sprintf("the name server answers %s for %s", rcodeName(ans.RCode), host)
 			fix = "check the name servers of this host (/etc/resolv.conf) and the zone of " + host
 		}
 	case errors.As(err, &de) && de.IsTimeout:
@@ -151,12 +151,36 @@ func checkDNS(ctx context.Context, res *net.Resolver, query rawQuery, host, viaP
 		code = winerr.NoData
 		cause = fmt.Sprintf("name resolution failed: %v", err)
 		fix = "check /etc/resolv.conf and the name servers (`dig " + host + "`)"
+		if ans, qerr := query(ctx, host, dnsmessage.TypeA); qerr == nil {
+			saw.Add("direct query", fmt.Sprintf("%s: %s", ans.Server, rcodeName(ans.RCode)))
+			cause = fmt.Sprintf("the name server answers %s for %s (not a definite answer: the name is neither found nor known not to exist)", rcodeName(ans.RCode), host)
+			fix = "check that the name servers of this host (/etc/resolv.conf) can resolve public names: they refuse or fail the query"
+		}
 	}
 	if viaProxy != "" {
 		return warn(code, saw,
 			cause+fmt.Sprintf("; the client goes through proxy %s, which resolves the name itself, so this matters only without the proxy", viaProxy), fix), nil
 	}
 	return fail(code, saw, cause, fix), nil
+}
+
+// rcodeName is the usual name of a DNS response code.
+func rcodeName(r dnsmessage.RCode) string {
+	switch r {
+	case dnsmessage.RCodeSuccess:
+		return "NOERROR"
+	case dnsmessage.RCodeFormatError:
+		return "FORMERR"
+	case dnsmessage.RCodeServerFailure:
+		return "SERVFAIL"
+	case dnsmessage.RCodeNameError:
+		return "NXDOMAIN"
+	case dnsmessage.RCodeNotImplemented:
+		return "NOTIMP"
+	case dnsmessage.RCodeRefused:
+		return "REFUSED"
+	}
+	return fmt.Sprintf("RCODE %d", r)
 }
 
 func joinAddrs(addrs []netip.Addr) string {
@@ -343,7 +367,7 @@ func checkProxy(ctx context.Context, pc proxy.Config, routes []proxy.Route, rerr
 	saw.Add("routes in order", strings.Join(names, ", then "))
 	var failures []string
 	var lastErr error
-	for _, rt := range routes {
+	for i, rt := range routes {
 		if rt.Proxy.URL == nil {
 			saw.Add("route in use", "direct")
 			if lastErr != nil {
@@ -354,7 +378,9 @@ func checkProxy(ctx context.Context, pc proxy.Config, routes []proxy.Route, rerr
 			return pass(saw, "no proxy: the client connects directly"), proxied{Route: proxy.Direct}
 		}
 		start := time.Now()
-		conn, err := proxy.Connect(ctx, d, rt.Proxy, target)
+		rctx, cancel := shareTime(ctx, len(routes)-i)
+		conn, err := proxy.Connect(rctx, d, rt.Proxy, target)
+		cancel()
 		via := rt.Proxy.String()
 		if err == nil {
 			saw.Add("CONNECT via "+via, fmt.Sprintf("%s answered 2xx in %v", target, took(time.Since(start))))
@@ -370,10 +396,10 @@ func checkProxy(ctx context.Context, pc proxy.Config, routes []proxy.Route, rerr
 			}
 			return pass(saw, fmt.Sprintf("the client reaches the server through proxy %s", via)), res
 		}
+		saw.Add("CONNECT via "+via, fmt.Sprintf("%s (%s)", message(err), winerr.Hex(codeOf(err))))
 		if m := statusRE.FindString(err.Error()); m != "" {
 			saw.Add("proxy answer", m)
 		}
-		saw.Add("CONNECT via "+via, fmt.Sprintf("%s (%s)", message(err), winerr.Hex(codeOf(err))))
 		failures = append(failures, message(err))
 		lastErr = err
 	}
@@ -400,6 +426,15 @@ func proxyFix(err error, target string) string {
 	return "check the proxy's logs for the refused CONNECT"
 }
 
+// shareTime gives one of n attempts left its share of the time ctx has
+// left, as net.Dialer does for several addresses.
+func shareTime(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && n > 1 {
+		return context.WithTimeout(ctx, time.Until(dl)/time.Duration(n))
+	}
+	return context.WithCancel(ctx)
+}
+
 // checkTCP connects to the server's port: to each address in turn, as the
 // client's dialer does, or reports the connection the proxy made.
 func checkTCP(ctx context.Context, d *net.Dialer, addrs []netip.Addr, port string, via proxied) (Check, net.Conn) {
@@ -415,11 +450,7 @@ func checkTCP(ctx context.Context, d *net.Dialer, addrs []netip.Addr, port strin
 	var first error
 	for i, a := range addrs {
 		target := net.JoinHostPort(a.String(), port)
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if dl, ok := ctx.Deadline(); ok {
-			// Share the time left among the addresses left, as net.Dialer does.
-			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(addrs)-i))
-		}
+		actx, cancel := shareTime(ctx, len(addrs)-i)
 		start := time.Now()
 		conn, err := d.DialContext(actx, "tcp", target)
 		cancel()

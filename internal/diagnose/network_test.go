@@ -71,6 +71,7 @@ func TestCheckDNS(t *testing.T) {
 
 	c, _ = checkDNS(ctx, res, d.query(), "broken.example.test", "")
 	wantCheck(t, c, Fail, int64(winerr.NoData))
+	wantSaw(t, c, "direct query", "SERVFAIL")
 
 	// Through a proxy the proxy resolves: a local failure only warns.
 	c, _ = checkDNS(ctx, res, d.query(), "nxdomain.example.test", "http://192.0.2.80:3128")

@@ -128,9 +128,70 @@ type Daemon struct {
 	Status status.Interface
 }
 
+// Holder is a process that holds a TUN device open.
+type Holder struct {
+	PID int
+	Exe string
+}
+
+// isIphttps reports whether the holder runs iphttps.
+func (h Holder) isIphttps() bool { return strings.HasPrefix(filepath.Base(h.Exe), "iphttps") }
+
+// tunHolders scans procRoot for the processes of this network namespace
+// that hold the TUN device name open (a TUN device that is not persistent
+// lives as long as its holder). complete is false when some processes could
+// not be looked at (other users' processes, without root).
+func tunHolders(procRoot, name string) (holders []Holder, complete bool) {
+	self, err := os.Readlink(filepath.Join(procRoot, "self", "ns", "net"))
+	if err != nil {
+		return nil, false
+	}
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, false
+	}
+	complete = true
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join(procRoot, e.Name())
+		ns, err := os.Readlink(filepath.Join(dir, "ns", "net"))
+		if errors.Is(err, fs.ErrPermission) {
+			complete = false
+		}
+		if err != nil || ns != self {
+			continue
+		}
+		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				complete = false
+			}
+			continue
+		}
+		for _, fd := range fds {
+			if t, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err != nil || t != "/dev/net/tun" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "fdinfo", fd.Name()))
+			if err == nil && strings.Contains(string(b), "iff:\t"+name+"\n") {
+				exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+				holders = append(holders, Holder{PID: pid, Exe: strings.TrimSuffix(exe, " (deleted)")})
+				break
+			}
+		}
+	}
+	return holders, complete
+}
+
 // checkInterface looks for a link named name that no running iphttps
-// client owns: the client would fail with 0x34.
-func checkInterface(ctx context.Context, name string, links func() ([]net.Interface, error), sysNet string, daemons func(context.Context) []Daemon) Check {
+// client owns: the client would fail with 0x34. The owner is found by the
+// daemons' control sockets, or else by the process that holds the TUN
+// device (holders).
+func checkInterface(ctx context.Context, name string, links func() ([]net.Interface, error), sysNet string,
+	daemons func(context.Context) []Daemon, holders func(name string) ([]Holder, bool)) Check {
 	var saw Facts
 	saw.Add("interface", name)
 	ifs, err := links()
@@ -149,23 +210,48 @@ func checkInterface(ctx context.Context, name string, links func() ([]net.Interf
 		saw.Add("existing link", "none")
 		return pass(saw, "")
 	}
+	tun := false
 	kind := "not a TUN device"
 	if _, err := os.Stat(filepath.Join(sysNet, name, "tun_flags")); err == nil {
-		kind = "TUN device"
+		tun, kind = true, "TUN device"
 	}
 	state := "down"
 	if link.Flags&net.FlagUp != 0 {
 		state = "up"
 	}
 	saw.Add("existing link", fmt.Sprintf("%s (index %d, %s, %s, MTU %d)", name, link.Index, kind, state, link.MTU))
+	second := fmt.Sprintf("%s belongs to a running iphttps client; a second client needs another --interface (it would fail with 0x34)", name)
 	for _, d := range daemons(ctx) {
 		if d.Status.Role == "client" && d.Status.Device == name {
 			saw.Add("owner", fmt.Sprintf("the running iphttps client (pid %d, %s, %s: %s)", d.Status.PID, d.Socket, d.Status.URL, d.Status.InterfaceStatus))
-			return pass(saw, fmt.Sprintf("%s belongs to a running iphttps client; a second client needs another --interface (it would fail with 0x34)", name))
+			return pass(saw, second)
 		}
+	}
+	var hs []Holder
+	complete := true
+	if tun {
+		hs, complete = holders(name)
+	}
+	for _, h := range hs {
+		if h.isIphttps() {
+			saw.Add("owner", fmt.Sprintf("iphttps process %d (%s), whose control socket was not found (--control-socket names it)", h.PID, h.Exe))
+			return pass(saw, second)
+		}
+	}
+	if len(hs) > 0 {
+		saw.Add("owner", fmt.Sprintf("process %d (%s)", hs[0].PID, hs[0].Exe))
+		return fail(winerr.DupName, saw,
+			fmt.Sprintf("an interface named %s already exists and another program (process %d, %s) holds it", name, hs[0].PID, hs[0].Exe),
+			"give the client another name with --interface, or stop that program")
+	}
+	if !complete {
+		saw.Add("owner", "unknown: no iphttps control socket names it, and other users' processes cannot be looked at without root")
+		return warn(winerr.DupName, saw,
+			fmt.Sprintf("an interface named %s already exists (%s); if no iphttps client runs with it, the client will fail with 0x34", name, kind),
+			fmt.Sprintf("run the diagnosis as root to see who holds it; remove a leftover with `ip link del %s` (or `iphttps reset`), or give the client another name with --interface", name))
 	}
 	saw.Add("owner", "no running iphttps client")
 	return fail(winerr.DupName, saw,
-		fmt.Sprintf("an interface named %s already exists (%s) and no running iphttps client owns it: a stale device left by a client that did not stop cleanly, or another program's device", name, kind),
+		fmt.Sprintf("an interface named %s already exists (%s) and no running iphttps client owns it: a stale device left behind (a persistent TUN device, or one made by a tool), or another program's device", name, kind),
 		fmt.Sprintf("remove it with `ip link del %s` (or `iphttps reset`), or give the client another name with --interface", name))
 }

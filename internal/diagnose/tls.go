@@ -247,7 +247,10 @@ func signedPath(chain []*x509.Certificate, roots []*x509.Certificate) ([]*x509.C
 // a time within its validity, or, when the certificates share no such time,
 // by signatures alone against rootCerts (the --ca certificates; nil for the
 // system roots, which cannot be listed).
-func checkCertChain(chain []*x509.Certificate, roots *x509.CertPool, rootCerts []*x509.Certificate, rootsName string, now time.Time) (Check, [][]*x509.Certificate) {
+//
+// viaProxy names the proxy the connection goes through, if any: an untrusted
+// chain then may be the proxy's own (TLS inspection).
+func checkCertChain(chain []*x509.Certificate, roots *x509.CertPool, rootCerts []*x509.Certificate, rootsName, viaProxy string, now time.Time) (Check, [][]*x509.Certificate) {
 	var saw Facts
 	describeCert(&saw, chain[0])
 	saw.Add("intermediates sent", len(chain)-1)
@@ -284,6 +287,9 @@ func checkCertChain(chain []*x509.Certificate, roots *x509.CertPool, rootCerts [
 		cause := fmt.Sprintf("the certificate chain ends in a root this host does not trust (issuer %s)", chain[len(chain)-1].Issuer)
 		if last := chain[len(chain)-1]; bytes.Equal(last.RawIssuer, last.RawSubject) {
 			cause = fmt.Sprintf("the chain ends in the self-signed certificate %s, which this host does not trust", last.Subject)
+		}
+		if viaProxy != "" {
+			cause += fmt.Sprintf("; the connection goes through proxy %s: a proxy that inspects TLS presents its own certificate, which IP-HTTPS cannot use (it needs TLS end to end: exempt the server from inspection)", viaProxy)
 		}
 		return fail(winerr.CertUntrustedRoot, saw, cause,
 			"trust the CA that issued the server certificate: --ca FILE (or install it in the system store: /usr/local/share/ca-certificates/ and update-ca-certificates); if the server's self-signed certificate was renewed, give clients the new one; a server must send its intermediate certificates (in its --cert file)"), nil

@@ -106,7 +106,7 @@ func issue(t *testing.T, ca *pki.Cert, o pki.Options) []*x509.Certificate {
 func TestCheckCertChain(t *testing.T) {
 	p := newPKI(t)
 	now := time.Now()
-	c, chains := checkCertChain([]*x509.Certificate{p.server.Cert}, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", now)
+	c, chains := checkCertChain([]*x509.Certificate{p.server.Cert}, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", "", now)
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "chain", "CN=da.example.test <- CN=diagnose test CA")
 	if len(chains) == 0 {
@@ -117,17 +117,22 @@ func TestCheckCertChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, chains = checkCertChain(issue(t, other, pki.Options{}), p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", now)
+	c, chains = checkCertChain(issue(t, other, pki.Options{}), p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", "", now)
 	wantCheck(t, c, Fail, int64(winerr.CertUntrustedRoot))
-	if chains != nil || !strings.Contains(c.Cause, "CN=another CA") {
+	if chains != nil || !strings.Contains(c.Cause, "CN=another CA") || strings.Contains(c.Cause, "inspects TLS") {
 		t.Errorf("untrusted: %s", c.Cause)
+	}
+	c, _ = checkCertChain(issue(t, other, pki.Options{}), p.roots, nil, "--ca test", "http://192.0.2.80:3128", now)
+	wantCheck(t, c, Fail, int64(winerr.CertUntrustedRoot))
+	if !strings.Contains(c.Cause, "inspects TLS") {
+		t.Errorf("through a proxy: %s", c.Cause)
 	}
 
 	self, err := pki.Server(nil, pki.Options{CommonName: "da.example.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ = checkCertChain([]*x509.Certificate{self.Cert}, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", now)
+	c, _ = checkCertChain([]*x509.Certificate{self.Cert}, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", "", now)
 	wantCheck(t, c, Fail, int64(winerr.CertUntrustedRoot))
 	if !strings.Contains(c.Cause, "self-signed") {
 		t.Errorf("self-signed cause: %s", c.Cause)
@@ -136,23 +141,23 @@ func TestCheckCertChain(t *testing.T) {
 	// An expired certificate from the trusted CA: the chain is fine, the
 	// validity check reports the expiry.
 	expired := issue(t, p.ca, pki.Options{NotBefore: now.AddDate(-2, 0, 0), NotAfter: now.AddDate(0, 0, -1)})
-	c, _ = checkCertChain(expired, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", now)
+	c, _ = checkCertChain(expired, p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", "", now)
 	wantCheck(t, c, Pass, 0)
 	if !strings.Contains(c.Cause, "signatures alone") {
 		t.Errorf("expired chain note: %s", c.Cause)
 	}
 	// Judged by dates when they overlap with the CA's.
 	recent := issue(t, p.ca, pki.Options{NotBefore: now.Add(-30 * time.Minute), NotAfter: now.Add(-time.Minute)})
-	c, _ = checkCertChain(recent, p.roots, nil, "--ca test", now)
+	c, _ = checkCertChain(recent, p.roots, nil, "--ca test", "", now)
 	wantCheck(t, c, Pass, 0)
 	if !strings.Contains(c.Cause, "within the validity") {
 		t.Errorf("expired chain note: %s", c.Cause)
 	}
 	// Without the roots' list (system roots) and no common period: a warning.
-	c, _ = checkCertChain(expired, p.roots, nil, "system roots", now)
+	c, _ = checkCertChain(expired, p.roots, nil, "system roots", "", now)
 	wantCheck(t, c, Warn, int64(winerr.CertUntrustedRoot))
 	// And an expired certificate from an untrusted CA fails.
-	c, _ = checkCertChain(issue(t, other, pki.Options{NotBefore: now.AddDate(-2, 0, 0), NotAfter: now.AddDate(0, 0, -1)}), p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", now)
+	c, _ = checkCertChain(issue(t, other, pki.Options{NotBefore: now.AddDate(-2, 0, 0), NotAfter: now.AddDate(0, 0, -1)}), p.roots, []*x509.Certificate{p.ca.Cert}, "--ca test", "", now)
 	wantCheck(t, c, Fail, int64(winerr.CertUntrustedRoot))
 }
 

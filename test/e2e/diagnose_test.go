@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,19 +17,26 @@ import (
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
-// runDiagnose runs `iphttps diagnose` for the lab's URL in client i's
-// namespace with the lab's CA and extra arguments, and returns its stdout,
-// stderr and exit status.
-func runDiagnose(t *testing.T, l *lab.Lab, i int, extra ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	args := []string{"netns", "exec", l.ClientNS(i), requireLab(t), "diagnose", lab.ServerURL,
-		"--ca", l.CAFile(),
+// diagnoseArgs are the arguments for client i's settings in the lab: its
+// CA, its control socket (to find the owner of its interface) and a proxy
+// cache of the test's own.
+func diagnoseArgs(l *lab.Lab, i int) []string {
+	return []string{"--ca", l.CAFile(),
 		"--control-socket", l.SocketFile(lab.ClientName(i)),
 		"--proxy-cache", filepath.Join(l.Dir(), "diagnose-proxy-cache.json"),
 	}
-	cmd := exec.CommandContext(ctx, "ip", append(args, extra...)...)
+}
+
+// runDiagnose runs `iphttps diagnose args...` in client i's namespace, with
+// the proxy variables of this process's environment cleared, and returns
+// its stdout, stderr and exit status.
+func runDiagnose(t *testing.T, l *lab.Lab, i int, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	argv := append([]string{"netns", "exec", l.ClientNS(i), requireLab(t), "diagnose"}, args...)
+	cmd := exec.CommandContext(ctx, "ip", argv...)
+	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "NO_PROXY=", "no_proxy=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -41,9 +50,9 @@ func runDiagnose(t *testing.T, l *lab.Lab, i int, extra ...string) (string, stri
 }
 
 // diagnoseJSON runs runDiagnose with --json and decodes the report.
-func diagnoseJSON(t *testing.T, l *lab.Lab, i int) (diagnose.Report, int) {
+func diagnoseJSON(t *testing.T, l *lab.Lab, i int, args ...string) (diagnose.Report, int) {
 	t.Helper()
-	out, errOut, code := runDiagnose(t, l, i, "--json")
+	out, errOut, code := runDiagnose(t, l, i, append(args, "--json")...)
 	var r diagnose.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("diagnose --json printed no report (%v); stdout:\n%s\nstderr:\n%s", err, out, errOut)
@@ -60,12 +69,19 @@ func TestDiagnose(t *testing.T) {
 	startLab(t, l) // the client owns iphttps0: the interface check must see that
 
 	t.Run("Healthy", func(t *testing.T) {
-		out, errOut, code := runDiagnose(t, l, 1)
+		out, errOut, code := runDiagnose(t, l, 1, append([]string{lab.ServerURL}, diagnoseArgs(l, 1)...)...)
 		t.Logf("iphttps diagnose %s:\n%s%s", lab.ServerURL, out, errOut)
 		if code != 0 {
 			t.Fatalf("exit status %d, want 0", code)
 		}
-		r, code := diagnoseJSON(t, l, 1)
+		// The same from the client's configuration file, as JSON.
+		conf := filepath.Join(l.Dir(), "diagnose-client.toml")
+		toml := fmt.Sprintf("url = %q\nca = %q\ncontrol_socket = %q\nproxy_cache = %q\n", lab.ServerURL, l.CAFile(),
+			l.SocketFile(lab.ClientName(1)), filepath.Join(l.Dir(), "diagnose-proxy-cache.json"))
+		if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, code := diagnoseJSON(t, l, 1, "--config", conf)
 		if code != 0 || r.Result != diagnose.Pass || r.Code != 0 || r.InterfaceStatus != winerr.StatusActive {
 			t.Errorf("report: exit %d, result %s, code %s, status %q", code, r.Result, r.Code, r.InterfaceStatus)
 		}
@@ -102,12 +118,12 @@ func TestDiagnose(t *testing.T) {
 		if err := l.StopServer(); err != nil {
 			t.Fatalf("server stop: %v", err)
 		}
-		out, errOut, code := runDiagnose(t, l, 1)
+		out, errOut, code := runDiagnose(t, l, 1, append([]string{lab.ServerURL}, diagnoseArgs(l, 1)...)...)
 		t.Logf("with the server stopped:\n%s%s", out, errOut)
 		if code != 1 {
 			t.Errorf("exit status %d, want 1", code)
 		}
-		r, code := diagnoseJSON(t, l, 1)
+		r, code := diagnoseJSON(t, l, 1, append([]string{lab.ServerURL}, diagnoseArgs(l, 1)...)...)
 		if code != 1 || r.Result != diagnose.Fail || r.Failed != diagnose.CheckTCP || r.Code != diagnose.Code(winerr.ConnRefused) {
 			t.Fatalf("report: exit %d, result %s, failed %s, code %s; want 1, FAIL, tcp, 0x274d", code, r.Result, r.Failed, r.Code)
 		}
