@@ -110,7 +110,7 @@ check warns.`,
 	f.StringVar(&cfg.Cert, "cert", "", "client certificate (PEM), for servers in authentication mode certificates")
 	f.StringVar(&cfg.Key, "key", "", "private key of the client certificate (PEM)")
 	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the client's tunnel (TUN) device")
-	f.StringVar(&cfg.ControlSocket, "control-socket", "", "the client's control socket, if not in /run/iphttps")
+	f.StringVar(&cfg.ControlSocket, "control-socket", "", "the client's control socket, if not the default (/run/iphttps/client-<interface>.sock)")
 	f.StringVar(&cfg.NameRule, "name-rule", cfg.NameRule, "server certificate name check: windows (subject CN = host) or standard (SAN)")
 	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
 	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS)")

@@ -204,9 +204,12 @@ func notApplicable(saw Facts, why string) Check {
 	return Check{Status: Skipped, Saw: saw, Reason: why}
 }
 
-// took rounds a duration for people: 0.1 ms steps below 10 ms.
+// took rounds a duration for people: two or three digits.
 func took(d time.Duration) time.Duration {
-	if d < 10*time.Millisecond {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d < 10*time.Millisecond:
 		return d.Round(100 * time.Microsecond)
 	}
 	return d.Round(time.Millisecond)

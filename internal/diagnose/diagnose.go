@@ -91,7 +91,7 @@ func SystemDeps() Deps {
 		SysNet:      "/sys/class/net",
 		TUNPath:     "/dev/net/tun",
 		Links:       net.Interfaces,
-		ControlDirs: []string{control.DefaultDir},
+		ControlDirs: control.Dirs(),
 	}
 }
 
