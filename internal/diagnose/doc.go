@@ -10,7 +10,7 @@
 //	name                   needs                          FAIL codes
 //	platform-ipv6          -                              0x643 (IPv6 disabled: sysctl, ipv6.disable=1)
 //	platform-tun           -                              0x643 (no TUN driver); WARN without CAP_NET_ADMIN
-//	platform-interface     -                              0x34 (a link of that name no running client owns)
+//	platform-interface     -                              0x34 (a link of that name no running client holds); WARN when unknown
 //	url                    -                              0x4be (IP literal, not https, no path)
 //	dns                    url                            0x2af9 (NXDOMAIN), 0x2afc (no A/AAAA, SERVFAIL, timeout)
 //	proxy                  url                            0x2af9 (proxy unreachable), 0x2afc (CONNECT refused: 403, 407, 5xx)
@@ -61,7 +61,8 @@
 //	  "duration_ns": 2345678
 //	}
 //
-// Keys of "saw" that scripts may rely on: dns "addresses", "direct query";
+// Keys of "saw" that scripts may rely on: platform-interface "existing
+// link", "owner"; dns "addresses", "direct query";
 // proxy "configured", "routes in order", "route in use", "proxy answer"
 // (the proxy's status, e.g. "407 Proxy Authentication Required"); tls
 // "version", "cipher suite", "client certificate"; cert-* "subject",
