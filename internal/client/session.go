@@ -13,6 +13,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 
+	"github.com/iphttps/iphttps/internal/dnsquery"
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/proxy"
@@ -123,7 +124,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 		}
 	}
 	if err != nil {
-		return nil, via, err
+		return nil, via, c.explainDNS(ctx, via, err)
 	}
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -152,6 +153,22 @@ func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 	// In TLS 1.3 the server judges the client certificate after the client
 	// finished: keep the flag to explain a failure on the first read.
 	return &tlsConn{Conn: tconn, asked: &asked, haveCert: len(certs) > 0}, via, nil
+}
+
+// explainDNS tells the two "no such host" answers apart, as Windows does: a
+// name that does not exist is 0x2af9, a name with no address record is
+// 0x2afc (Go's resolver reports both as not found).
+func (c *Client) explainDNS(ctx context.Context, via string, err error) error {
+	var dnsErr *net.DNSError
+	if via != proxy.Direct || !errors.As(err, &dnsErr) || !dnsErr.IsNotFound || dnsErr.Name != c.o.Target.Host {
+		return err
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if dnsquery.NoAddress(qctx, dnsErr.Name) {
+		return winerr.Errorf(winerr.NoData, "the name %s exists in the DNS but has no address record (A or AAAA): %w", dnsErr.Name, err)
+	}
+	return winerr.Errorf(winerr.HostNotFound, "the name %s does not exist in the DNS: %w", dnsErr.Name, err)
 }
 
 type tlsConn struct {

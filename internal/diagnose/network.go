@@ -1,11 +1,9 @@
 package diagnose
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/dnsquery"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -73,11 +72,18 @@ func checkURL(raw string, allowIP, allowHTTP bool) (Check, client.Target) {
 	return pass(saw, strings.Join(notes, "; ")), t
 }
 
-// dnsAnswer is what a raw DNS query for a name's A record returned.
-type dnsAnswer struct {
-	RCode   dnsmessage.RCode
-	Answers int // A records in the answer
-	Server  string
+// dnsAnswer and the raw queries live in package dnsquery, shared with the
+// client, which tells NXDOMAIN from "no address record" the same way.
+type dnsAnswer = dnsquery.Answer
+
+func rcodeName(r dnsmessage.RCode) string { return dnsquery.RCodeName(r) }
+
+func nameservers(path string) ([]string, error) { return dnsquery.Nameservers(path) }
+
+func newRawQuery(d *net.Dialer, servers func() ([]string, error)) rawQuery {
+	return func(ctx context.Context, name string, typ dnsmessage.Type) (dnsAnswer, error) {
+		return dnsquery.Query(ctx, d, servers, name, typ)
+	}
 }
 
 // rawQuery sends one query to a name server, to tell a name that does not
@@ -164,139 +170,12 @@ func checkDNS(ctx context.Context, res *net.Resolver, query rawQuery, host, viaP
 	return fail(code, saw, cause, fix), nil
 }
 
-// rcodeName is the usual name of a DNS response code.
-func rcodeName(r dnsmessage.RCode) string {
-	switch r {
-	case dnsmessage.RCodeSuccess:
-		return "NOERROR"
-	case dnsmessage.RCodeFormatError:
-		return "FORMERR"
-	case dnsmessage.RCodeServerFailure:
-		return "SERVFAIL"
-	case dnsmessage.RCodeNameError:
-		return "NXDOMAIN"
-	case dnsmessage.RCodeNotImplemented:
-		return "NOTIMP"
-	case dnsmessage.RCodeRefused:
-		return "REFUSED"
-	}
-	return fmt.Sprintf("RCODE %d", r)
-}
-
 func joinAddrs(addrs []netip.Addr) string {
 	s := make([]string, len(addrs))
 	for i, a := range addrs {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
-}
-
-// nameservers reads the name servers of resolv.conf (glibc's default, the
-// local host, when it lists none).
-func nameservers(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("name servers: %w", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) >= 2 && fs[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fs[1]); err == nil {
-				out = append(out, netip.AddrPortFrom(a, 53).String())
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("name servers: %s: %w", path, err)
-	}
-	if len(out) == 0 {
-		out = []string{"127.0.0.1:53", "[::1]:53"}
-	}
-	return out, nil
-}
-
-// newRawQuery asks the servers, in turn, over UDP through d.
-func newRawQuery(d *net.Dialer, servers func() ([]string, error)) rawQuery {
-	return func(ctx context.Context, name string, typ dnsmessage.Type) (dnsAnswer, error) {
-		list, err := servers()
-		if err != nil {
-			return dnsAnswer{}, err
-		}
-		var errs []error
-		for _, s := range list {
-			a, err := queryOne(ctx, d, s, name, typ)
-			if err == nil {
-				return a, nil
-			}
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		return dnsAnswer{}, errors.Join(errs...)
-	}
-}
-
-// queryOne sends one query for name and type to server (host:port) and
-// reads the answer's code and how many records of that type it holds.
-func queryOne(ctx context.Context, d *net.Dialer, server, name string, typ dnsmessage.Type) (dnsAnswer, error) {
-	n, err := dnsmessage.NewName(strings.TrimSuffix(name, ".") + ".")
-	if err != nil {
-		return dnsAnswer{}, fmt.Errorf("query %s: %w", name, err)
-	}
-	id := uint16(rand.Uint32())
-	q, err := (&dnsmessage.Message{
-		Header:    dnsmessage.Header{ID: id, RecursionDesired: true},
-		Questions: []dnsmessage.Question{{Name: n, Type: typ, Class: dnsmessage.ClassINET}},
-	}).Pack()
-	if err != nil {
-		return dnsAnswer{}, fmt.Errorf("query %s: %w", name, err)
-	}
-	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := d.DialContext(qctx, "udp", server)
-	if err != nil {
-		return dnsAnswer{}, fmt.Errorf("name server %s: %w", server, err)
-	}
-	defer conn.Close()
-	if dl, ok := qctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	if _, err := conn.Write(q); err != nil {
-		return dnsAnswer{}, fmt.Errorf("name server %s: %w", server, err)
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		k, err := conn.Read(buf)
-		if err != nil {
-			return dnsAnswer{}, fmt.Errorf("name server %s: %w", server, err)
-		}
-		var p dnsmessage.Parser
-		h, err := p.Start(buf[:k])
-		if err != nil || h.ID != id || !h.Response {
-			continue // not the answer to this query
-		}
-		a := dnsAnswer{RCode: h.RCode, Server: server}
-		if err := p.SkipAllQuestions(); err != nil {
-			return a, nil
-		}
-		for {
-			ah, err := p.AnswerHeader()
-			if err != nil {
-				break
-			}
-			if ah.Type == typ {
-				a.Answers++
-			}
-			if err := p.SkipAnswer(); err != nil {
-				break
-			}
-		}
-		return a, nil
-	}
 }
 
 // proxied is the way to the server the proxy check found.

@@ -260,6 +260,9 @@ func (l *Lab) startDNS(ctx context.Context) error {
 		"--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
 		"--conf-file=/dev/null", "--user=root", "--log-facility=-", "--log-queries",
 		"--listen-address=" + DNSAddr,
+		// Authoritative for the lab's domain: an unknown name is NXDOMAIN
+		// (not REFUSED), as a real zone answers.
+		"--local=/example.test/",
 		"--host-record=" + ServerName + "," + ServerIPv4,
 		"--pid-file=" + filepath.Join(l.dir, "dnsmasq.pid"),
 	}
