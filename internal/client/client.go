@@ -121,6 +121,9 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() { ctl.Close(); <-ctlDone }()
 
 	if err := c.createInterface(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while the interface could not be created
+		}
 		return err
 	}
 	// The TUN device vanishing under the client (ip link del) ends the run.

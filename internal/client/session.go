@@ -168,7 +168,7 @@ func (c *Client) explainDNS(ctx context.Context, via string, err error) error {
 	if dnsquery.NoAddress(qctx, dnsErr.Name) {
 		return winerr.Errorf(winerr.NoData, "the name %s exists in the DNS but has no address record (A or AAAA): %w", dnsErr.Name, err)
 	}
-	return winerr.Errorf(winerr.HostNotFound, "the name %s does not exist in the DNS: %w", dnsErr.Name, err)
+	return winerr.Errorf(winerr.HostNotFound, "the name %s does not exist in the DNS (NXDOMAIN): %w", dnsErr.Name, err)
 }
 
 type tlsConn struct {
@@ -182,8 +182,8 @@ func (c *Client) tlsError(err error, asked, haveCert bool) error {
 		return winerr.New(winerr.IncompleteCredentials,
 			fmt.Errorf("the server requires a client certificate (authentication mode certificates) and none is configured (--cert/--key): %w", err))
 	}
-	if code, ok := winerr.CodeOf(err); ok {
-		return winerr.New(code, fmt.Errorf("TLS with %s: %w", c.o.Target.Host, err))
+	if _, ok := winerr.CodeOf(err); ok {
+		return fmt.Errorf("TLS with %s: %w", c.o.Target.Host, err) // the code (and its text) is in err already
 	}
 	return fmt.Errorf("TLS with %s: %w", c.o.Target.Host, err)
 }

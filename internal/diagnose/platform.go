@@ -158,7 +158,9 @@ func tunHolders(procRoot, name string) (holders []Holder, complete bool) {
 		}
 		dir := filepath.Join(procRoot, e.Name())
 		ns, err := os.Readlink(filepath.Join(dir, "ns", "net"))
-		if errors.Is(err, fs.ErrPermission) {
+		// Root is refused only processes of another security domain
+		// (another container), which cannot hold this namespace's devices.
+		if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
 			complete = false
 		}
 		if err != nil || ns != self {

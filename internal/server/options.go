@@ -170,7 +170,6 @@ func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config
 		if !hasServerAuth(leaf) {
 			log.Warn("the server certificate lacks the Server Authentication EKU (1.3.6.1.5.5.7.3.1): Windows clients will refuse it")
 		}
-		log.Info("server certificate", "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames, "not_after", leaf.NotAfter)
 	case c.SelfSigned != "":
 		sc, err := pki.Server(nil, pki.Options{CommonName: c.SelfSigned})
 		if err != nil {

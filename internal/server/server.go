@@ -135,6 +135,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("IP-HTTPS server listening", "url", s.o.URL, "listen", s.ln.Addr().String(),
 		"prefix", s.o.Router.Prefix, "auth_mode", s.o.Router.Mode, "interface", s.o.Interface,
 		"offload", s.dev.Offloaded(), "tls", s.o.TLS != nil)
+	if s.o.TLS != nil && len(s.o.TLS.Certificates) > 0 && s.o.TLS.Certificates[0].Leaf != nil {
+		leaf := s.o.TLS.Certificates[0].Leaf
+		s.log.Info("server certificate", "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames, "not_after", leaf.NotAfter)
+	}
 	errc := make(chan error, 3)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); errc <- s.readHost(ctx) }()
