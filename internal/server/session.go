@@ -167,11 +167,15 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	}()
 	s.router.Advertise(ss.client)
 	err = s.receive(ss, r)
+	notIPv6 := errors.Is(err, wire.ErrNotIPv6) || errors.Is(err, wire.ErrJumbogram)
+	if notIPv6 {
+		// Counted before the close, so whoever sees the close sees the count.
+		s.router.RecordDrop(ss.client, router.DropNotIPv6)
+	}
 	ss.close()
 	werr := <-done
 	switch {
-	case errors.Is(err, wire.ErrNotIPv6), errors.Is(err, wire.ErrJumbogram):
-		s.router.RecordDrop(ss.client, router.DropNotIPv6)
+	case notIPv6:
 		log.Warn("client sent data that is not an IPv6 packet; session closed", "err", err)
 	case errors.Is(err, wire.ErrTruncated):
 		s.c.dropTruncated.Add(1)
