@@ -147,6 +147,22 @@ func counter(t *testing.T, l *lab.Lab, name string) uint64 {
 	return v
 }
 
+// counterReaches reads a server counter until it reaches want (for at most
+// 3 s) and returns the last value: a server may count a refused connection
+// just after closing it (crypto/tls closes on a handshake timeout before
+// returning), so the peer can see the close first.
+func counterReaches(t *testing.T, l *lab.Lab, name string, want uint64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		v := counter(t, l, name)
+		if v >= want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // transferResult is what the receiving end of a transfer saw.
 type transferResult struct {
 	n   int64
