@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/config"
@@ -123,10 +124,7 @@ are removed.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "config", "c", "", "TOML configuration file (url = \"https://...\" and the flags' keys)")
-	f.StringVar(&cfg.CA, "ca", "", "CA bundle (PEM) to trust instead of the system roots")
-	f.StringVar(&cfg.Cert, "cert", "", "client certificate (PEM), for servers in authentication mode certificates")
-	f.StringVar(&cfg.Key, "key", "", "private key of the client certificate (PEM)")
-	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the tunnel (TUN) device")
+	addConnectionFlags(f, &cfg)
 	f.StringSliceVar(&cfg.Routes, "route", nil, "extra prefix to route through the tunnel (repeatable)")
 	f.BoolVar(&cfg.AcceptDefaultRoute, "accept-default-route", cfg.AcceptDefaultRoute, "install a default route when the server advertises itself as default router")
 	f.DurationVar(&cfg.ReconnectInitial, "reconnect-initial", cfg.ReconnectInitial, "first wait of the reconnect timer")
@@ -134,6 +132,25 @@ are removed.`,
 	f.Float64Var(&cfg.ReconnectJitter, "reconnect-jitter", cfg.ReconnectJitter, "random spread of reconnect waits, as a fraction (0.1 = ±10%)")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "time allowed to connect, for TLS, and for the server's answer")
 	f.DurationVar(&cfg.RATimeout, "ra-timeout", cfg.RATimeout, "time allowed for a router advertisement with a prefix once connected")
+	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
+	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
+	f.BoolVar(&cfg.Userspace, "userspace", false, "rootless mode: no TUN device or routes; an in-process IPv6 stack reached through local SOCKS5/HTTP proxy listeners")
+	f.StringVar(&cfg.Socks, "socks", cfg.Socks, "userspace mode: SOCKS5 listener (loopback host:port; empty: none)")
+	f.StringVar(&cfg.HTTPProxy, "http-proxy", "", "userspace mode: HTTP proxy listener, CONNECT and http:// (loopback host:port; may equal --socks)")
+	f.StringSliceVar(&cfg.UserspaceDNS, "userspace-dns", nil, "userspace mode: name server reached through the tunnel, tried first for host names (repeatable)")
+	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
+	addLogFlags(cmd, &cfg.Log)
+	return cmd
+}
+
+// addConnectionFlags declares the flags that say how the client reaches its
+// server: certificates, name rule, URL rules, proxies. `iphttps diagnose`
+// takes the same ones, so that it checks what the client would do.
+func addConnectionFlags(f *pflag.FlagSet, cfg *config.Client) {
+	f.StringVar(&cfg.CA, "ca", "", "CA bundle (PEM) to trust instead of the system roots")
+	f.StringVar(&cfg.Cert, "cert", "", "client certificate (PEM), for servers in authentication mode certificates")
+	f.StringVar(&cfg.Key, "key", "", "private key of the client certificate (PEM)")
+	f.StringVar(&cfg.Interface, "interface", cfg.Interface, "name of the tunnel (TUN) device")
 	f.StringVar(&cfg.NameRule, "name-rule", cfg.NameRule, "server certificate name check: windows (subject CN = host) or standard (SAN)")
 	f.BoolVar(&cfg.AllowIPLiteral, "allow-ip-literal", false, "accept an IP address as the URL's host (Windows refuses it with 0x4be)")
 	f.BoolVar(&cfg.AllowPlainHTTP, "allow-plain-http", false, "accept an http:// URL (no TLS: only on a trusted network)")
@@ -144,15 +161,6 @@ are removed.`,
 	f.StringVar(&cfg.ProxyKrb5Conf, "proxy-krb5-conf", "", "krb5.conf for Negotiate (Kerberos) proxy authentication; without it no Kerberos")
 	f.StringVar(&cfg.ProxyKeytab, "proxy-keytab", "", "Kerberos keytab to log in with for Negotiate, instead of the password (principal: the proxy user, else the keytab's first)")
 	f.StringVar(&cfg.ProxyCache, "proxy-cache", cfg.ProxyCache, "file remembering the proxy that last worked (tried first); empty: no cache")
-	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/client-<interface>.sock)")
-	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
-	f.BoolVar(&cfg.Userspace, "userspace", false, "rootless mode: no TUN device or routes; an in-process IPv6 stack reached through local SOCKS5/HTTP proxy listeners")
-	f.StringVar(&cfg.Socks, "socks", cfg.Socks, "userspace mode: SOCKS5 listener (loopback host:port; empty: none)")
-	f.StringVar(&cfg.HTTPProxy, "http-proxy", "", "userspace mode: HTTP proxy listener, CONNECT and http:// (loopback host:port; may equal --socks)")
-	f.StringSliceVar(&cfg.UserspaceDNS, "userspace-dns", nil, "userspace mode: name server reached through the tunnel, tried first for host names (repeatable)")
-	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
-	addLogFlags(cmd, &cfg.Log)
-	return cmd
 }
 
 // startUserspace prepares the rootless mode: the in-process IPv6 stack as

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -348,39 +349,19 @@ func checkCertName(leaf *x509.Certificate, host string, rule client.NameRule) Ch
 			fmt.Sprintf("reissue the server certificate with subject CN=%s (only the CN) and %s among its DNS names, or change the URL to the name in the certificate", host, host))
 	}
 	if rule == client.NameRuleWindows {
-		var extra []string
+		var extra pkix.Name // the subject without its CN, rendered by pkix
 		for _, a := range leaf.Subject.Names {
 			if !a.Type.Equal([]int{2, 5, 4, 3}) { // commonName
-				extra = append(extra, fmt.Sprintf("%v=%v", attrName(a.Type.String()), a.Value))
+				extra.ExtraNames = append(extra.ExtraNames, a)
 			}
 		}
-		if len(extra) > 0 {
+		if len(extra.ExtraNames) > 0 {
 			return warn(winerr.NoMoreItems, saw,
-				fmt.Sprintf("the subject holds more than the CN (%s): KB2980635 lists extra subject information among the causes of 0x103 on Windows clients (iphttps accepts it)", strings.Join(extra, ", ")),
+				fmt.Sprintf("the subject holds more than the CN (%s): KB2980635 lists extra subject information among the causes of 0x103 on Windows clients (iphttps accepts it)", extra.String()),
 				fmt.Sprintf("for Windows clients, reissue the certificate with the subject CN=%s only", host))
 		}
 	}
 	return pass(saw, "")
-}
-
-func attrName(oid string) string {
-	switch oid {
-	case "2.5.4.6":
-		return "C"
-	case "2.5.4.7":
-		return "L"
-	case "2.5.4.8":
-		return "ST"
-	case "2.5.4.10":
-		return "O"
-	case "2.5.4.11":
-		return "OU"
-	case "2.5.4.5":
-		return "SERIALNUMBER"
-	case "1.2.840.113549.1.9.1":
-		return "emailAddress"
-	}
-	return oid
 }
 
 func ekuName(u x509.ExtKeyUsage) string {

@@ -69,22 +69,7 @@ func KerberosTools() []Tool {
 // CheckKerberosTools reports the Kerberos programs missing, as
 // CheckProxyTools does, and squid's Negotiate helper.
 func CheckKerberosTools() error {
-	var missing, pkgs []string
-	for _, t := range KerberosTools() {
-		if _, err := lookTool(t.Name); err != nil {
-			missing = append(missing, t.Name)
-			pkgs = append(pkgs, t.Package)
-		}
-	}
-	if _, err := os.Stat(negotiateAuth); err != nil {
-		missing = append(missing, negotiateAuth)
-		pkgs = append(pkgs, "squid")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing %s; install the Debian packages: apt-get install %s",
-			strings.Join(missing, ", "), strings.Join(pkgs, " "))
-	}
-	return nil
+	return checkTools(append(KerberosTools(), Tool{Name: negotiateAuth, Package: "squid"}))
 }
 
 // KDCDir is the KDC's directory: kdc.conf, krb5.conf, the database, its

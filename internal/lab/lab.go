@@ -464,18 +464,7 @@ func (l *Lab) KillClient(i int) error {
 // to the command line. It does not wait for the tunnel (see
 // WaitClientActive).
 func (l *Lab) StartClient(i int, extra ...string) error {
-	if i < 1 || i > l.opts.Clients {
-		return fmt.Errorf("lab: no client %d (the lab has %d)", i, l.opts.Clients)
-	}
-	if l.opts.Binary == "" {
-		return errors.New("lab: no iphttps binary configured (Options.Binary)")
-	}
-	argv := append(l.ClientArgs(i), extra...)
-	if err := l.startProc(ClientName(i), l.ClientNS(i), argv...); err != nil {
-		return err
-	}
-	l.log.Info("client started", "client", ClientName(i), "pid", l.PID(ClientName(i)))
-	return nil
+	return l.StartClientURL(i, ServerURL, extra...)
 }
 
 // StopClient stops client i with SIGTERM and waits up to 5 s. It returns an

@@ -38,11 +38,20 @@ func CheckRoot() error {
 
 // CheckTools reports the required programs that are missing from PATH (and
 // /usr/sbin, where Debian puts ip and dnsmasq), naming their packages.
-func CheckTools() error {
-	var missing []string
-	var pkgs []string
-	for _, t := range RequiredTools() {
-		if _, err := lookTool(t.Name); err != nil {
+func CheckTools() error { return checkTools(RequiredTools()) }
+
+// checkTools names the tools missing (a Name with a "/" is a file path,
+// such as a squid helper) and the Debian packages to install for them.
+func checkTools(tools []Tool) error {
+	var missing, pkgs []string
+	for _, t := range tools {
+		var err error
+		if strings.Contains(t.Name, "/") {
+			_, err = os.Stat(t.Name)
+		} else {
+			_, err = lookTool(t.Name)
+		}
+		if err != nil {
 			missing = append(missing, t.Name)
 			pkgs = append(pkgs, t.Package)
 		}

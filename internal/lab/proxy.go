@@ -88,20 +88,8 @@ func ProxyTools() []Tool {
 // CheckProxyTools reports the proxy programs missing, as CheckTools does,
 // and the user squid runs as.
 func CheckProxyTools() error {
-	var missing, pkgs []string
-	for _, t := range ProxyTools() {
-		if _, err := lookTool(t.Name); err != nil {
-			missing = append(missing, t.Name)
-			pkgs = append(pkgs, t.Package)
-		}
-	}
-	if _, err := os.Stat(ncsaAuth); err != nil {
-		missing = append(missing, ncsaAuth)
-		pkgs = append(pkgs, "squid")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing %s; install the Debian packages: apt-get install %s",
-			strings.Join(missing, ", "), strings.Join(pkgs, " "))
+	if err := checkTools(append(ProxyTools(), Tool{Name: ncsaAuth, Package: "squid"})); err != nil {
+		return err
 	}
 	if _, err := user.Lookup(squidUser); err != nil {
 		return fmt.Errorf("squid runs as the user %q (it refuses root): %w", squidUser, err)

@@ -33,8 +33,9 @@ type Stack struct {
 	dns []netip.Addr
 	log *slog.Logger
 
-	mu      sync.Mutex
-	cur     *instance      // nil until the link has a global address
+	cur atomic.Pointer[instance] // nil until the link has a global address; read per packet
+
+	mu      sync.Mutex     // serialises changes of cur; guards the fields below
 	changed chan struct{}  // closed (and replaced) whenever cur changes or the stack closes
 	routes  []netip.Prefix // destinations that go through the tunnel
 	closed  bool
@@ -68,8 +69,7 @@ func (s *Stack) Offloaded() bool { return false }
 func (s *Stack) BatchSize() int { return 1 }
 
 func (s *Stack) setLocked(in *instance) {
-	old := s.cur
-	s.cur = in
+	old := s.cur.Swap(in)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	if old != nil {
@@ -82,8 +82,9 @@ func (s *Stack) setLocked(in *instance) {
 func (s *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	for {
 		s.mu.Lock()
-		cur, closed, changed := s.cur, s.closed, s.changed
+		closed, changed := s.closed, s.changed
 		s.mu.Unlock()
+		cur := s.cur.Load()
 		if closed {
 			return 0, os.ErrClosed
 		}
@@ -101,9 +102,7 @@ func (s *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 
 // Write hands packets from the server to the stack.
 func (s *Stack) Write(bufs [][]byte, offset int) (int, error) {
-	s.mu.Lock()
-	cur := s.cur
-	s.mu.Unlock()
+	cur := s.cur.Load()
 	if cur == nil {
 		s.DroppedNoAddress.Add(uint64(len(bufs)))
 		return len(bufs), nil
@@ -134,7 +133,7 @@ func (s *Stack) AddAddr(addr netip.Prefix, _, _ time.Duration, linkLocal bool) e
 	if s.closed {
 		return os.ErrClosed
 	}
-	if s.cur != nil && s.cur.addr == addr.Addr() {
+	if cur := s.cur.Load(); cur != nil && cur.addr == addr.Addr() {
 		return nil // a refresh
 	}
 	dev, tnet, err := netstack.CreateNetTUN([]netip.Addr{addr.Addr()}, s.dns, s.mtu)
@@ -155,7 +154,7 @@ func (s *Stack) AddAddr(addr netip.Prefix, _, _ time.Duration, linkLocal bool) e
 func (s *Stack) DelAddr(addr netip.Prefix) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur != nil && s.cur.addr == addr.Addr() {
+	if cur := s.cur.Load(); cur != nil && cur.addr == addr.Addr() {
 		s.setLocked(nil)
 	}
 	return nil
@@ -190,7 +189,7 @@ func (s *Stack) routed(ip netip.Addr) (*instance, bool) {
 	defer s.mu.Unlock()
 	for _, p := range s.routes {
 		if p.Contains(ip) {
-			return s.cur, true
+			return s.cur.Load(), true
 		}
 	}
 	return nil, false
@@ -216,9 +215,7 @@ func (s *Stack) dialTunnel(ctx context.Context, network string, ap netip.AddrPor
 
 // lookupTunnel resolves name through the tunnel's name servers.
 func (s *Stack) lookupTunnel(ctx context.Context, name string) ([]netip.Addr, error) {
-	s.mu.Lock()
-	in := s.cur
-	s.mu.Unlock()
+	in := s.cur.Load()
 	if in == nil {
 		return nil, ErrNoTunnel
 	}

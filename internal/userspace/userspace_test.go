@@ -133,17 +133,17 @@ func TestStackNewPrefixReplacesStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The link-local address and a refresh of the same address change nothing.
-	first := s.cur
+	first := s.cur.Load()
 	s.AddAddr(netip.MustParsePrefix("fe80::2/64"), 0, 0, true)
 	s.AddAddr(hostAddr, time.Hour, time.Hour, false)
-	if s.cur != first {
+	if s.cur.Load() != first {
 		t.Fatal("a refresh or the link-local address replaced the stack")
 	}
 	next := netip.MustParsePrefix("2001:db8:2::2/64")
 	if err := s.AddAddr(next, 0, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	if s.cur == first || s.cur.addr != next.Addr() {
+	if cur := s.cur.Load(); cur == first || cur.addr != next.Addr() {
 		t.Fatal("a new prefix did not give a new stack")
 	}
 	// The reader moved over to the new stack: a connection works from the
