@@ -21,7 +21,11 @@ func main() {
 	// After the first signal, the next one ends the process at once.
 	context.AfterFunc(ctx, stop)
 	root := newRootCmd()
-	if err := root.ExecuteContext(ctx); err != nil {
+	var prof profiler
+	prof.addFlags(root)
+	err := root.ExecuteContext(ctx)
+	prof.stop()
+	if err != nil {
 		// Errors that map to a Windows code print it: "... (0x2740)".
 		fmt.Fprintf(os.Stderr, "iphttps: %v\n", err)
 		os.Exit(1)

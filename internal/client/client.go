@@ -372,7 +372,7 @@ func (c *Client) send(pkts [][]byte) {
 		return
 	}
 	for len(pkts) > 0 {
-		n, err := ob.AppendBatch(pkts)
+		n, err := ob.AppendBatchWait(pkts, sendWait)
 		bytes := 0
 		for _, p := range pkts[:n] {
 			bytes += len(p)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 
+	"github.com/iphttps/iphttps/internal/batchio"
 	"github.com/iphttps/iphttps/internal/dnsquery"
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/packet"
@@ -29,6 +31,13 @@ const (
 	outboxLimit  = 256 << 10
 	keepAlive    = 30 * time.Second
 	writeTimeout = 30 * time.Second // a server that reads nothing for this long is given up
+	// sendWait is how long the TUN reader waits for room in a full send
+	// queue before dropping: waiting passes the tunnel's pace back to the
+	// senders (the kernel queues, TCP slows down) instead of losing packets.
+	sendWait = 500 * time.Millisecond
+	// notSentLowat bounds the unsent bytes in the kernel's socket buffer
+	// (TCP_NOTSENT_LOWAT), keeping the queue in front of the tunnel shallow.
+	notSentLowat = 128 << 10
 )
 
 // connect makes one connection and runs it until it ends. wasUp tells whether
@@ -60,7 +69,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	nd := make(chan ndp.Message, 16)
 	pumps := make(chan error, 2)
 	go func() { pumps <- c.receive(r, nd) }()
-	go func() { pumps <- ob.Run(wire.WithWriteDeadline(conn, writeTimeout)) }()
+	go func() { pumps <- ob.Run(packetWriter(conn)) }()
 	c.cur.Store(ob)
 	engine := make(chan error, 1)
 	go func() { engine <- c.lk.run(sctx, c, ob, nd, serverIsIPv6(conn)) }()
@@ -104,7 +113,10 @@ func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 		return nil, "", winerr.New(winerr.HostNotFound, err)
 	}
 	d := net.Dialer{KeepAlive: keepAlive, Control: func(_, _ string, rc syscall.RawConn) error {
-		return netcfg.SetTCPUserTimeout(rc, writeTimeout)
+		if err := netcfg.SetTCPUserTimeout(rc, writeTimeout); err != nil {
+			return err
+		}
+		return netcfg.SetNotSentLowat(rc, notSentLowat)
 	}}
 	var (
 		raw net.Conn
@@ -145,14 +157,15 @@ func (c *Client) dial(ctx context.Context) (net.Conn, string, error) {
 		}
 		return &tls.Certificate{}, nil
 	}
-	tconn := tls.Client(raw, cfg)
+	cork := batchio.New(raw, nil)
+	tconn := tls.Client(cork, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, via, c.tlsError(err, asked.Load(), len(certs) > 0)
 	}
 	// In TLS 1.3 the server judges the client certificate after the client
 	// finished: keep the flag to explain a failure on the first read.
-	return &tlsConn{Conn: tconn, asked: &asked, haveCert: len(certs) > 0}, via, nil
+	return &tlsConn{Conn: tconn, cork: cork, asked: &asked, haveCert: len(certs) > 0}, via, nil
 }
 
 // explainDNS tells the two "no such host" answers apart, as Windows does: a
@@ -173,8 +186,28 @@ func (c *Client) explainDNS(ctx context.Context, via string, err error) error {
 
 type tlsConn struct {
 	*tls.Conn
+	cork     *batchio.Conn // under the TLS connection
 	asked    *atomic.Bool
 	haveCert bool
+}
+
+// packetReader reads the server's stream; under TLS it can read without
+// waiting (Reader.TryFill).
+func packetReader(conn net.Conn) io.Reader {
+	if tc, ok := conn.(*tlsConn); ok {
+		return batchio.Stream{Upper: conn, Lower: tc.cork}
+	}
+	return conn
+}
+
+// packetWriter is where the send queue writes its batches: under TLS, the
+// batch's records leave together through the corked connection.
+func packetWriter(conn net.Conn) io.Writer {
+	w := wire.WithWriteDeadline(conn, writeTimeout)
+	if tc, ok := conn.(*tlsConn); ok {
+		return batchio.Writer{Upper: w, Lower: tc.cork}
+	}
+	return w
 }
 
 func (c *Client) tlsError(err error, asked, haveCert bool) error {
@@ -206,7 +239,7 @@ func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) 
 	if _, err := conn.Write(head); err != nil {
 		return nil, explain(fmt.Errorf("send the IP-HTTPS request: %w", err))
 	}
-	r := wire.NewReader(conn, readerSize)
+	r := wire.NewReader(packetReader(conn), readerSize)
 	resp, err := r.ReadResponse(maxHead)
 	if err != nil {
 		return nil, explain(fmt.Errorf("read the IP-HTTPS response: %w", err))
@@ -222,7 +255,7 @@ func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) 
 // receive moves the server's packets to the TUN device in batches, handing the
 // router and neighbor advertisements to the link engine.
 func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
-	w := tundev.NewWriter(c.host, 64)
+	w := tundev.NewWriter(c.host, 128)
 	flush := func() {
 		if err := w.Flush(); err != nil {
 			c.c.tunWriteErrors.Add(1)
@@ -249,7 +282,8 @@ func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
 		} else if err := w.Add(pkt); err != nil {
 			c.c.tunWriteErrors.Add(1)
 		}
-		if w.Pending() > 0 && !r.HasPacket() {
+		// Flush only when the next read would wait (see server.receive).
+		if w.Pending() > 0 && !r.HasPacket() && !r.TryFill() {
 			flush()
 		}
 	}

@@ -223,15 +223,28 @@ func RouteTo(dst netip.Addr) (string, error) {
 // stays unacknowledged for d (TCP_USER_TIMEOUT, which also bounds keepalive
 // probing), so a tunnel over a path that silently died fails in bounded time.
 func SetTCPUserTimeout(c syscall.RawConn, d time.Duration) error {
+	return setTCPOption(c, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", int(d/time.Millisecond))
+}
+
+// SetNotSentLowat caps the bytes a TCP socket holds that it has not sent yet
+// (TCP_NOTSENT_LOWAT): the socket reports itself writable only below it, so a
+// tunnel's packets wait in the tunnel's own bounded queue, where they can be
+// dropped or batched, instead of in a send buffer that grows to megabytes
+// and adds its drain time to every packet's latency.
+func SetNotSentLowat(c syscall.RawConn, bytes int) error {
+	return setTCPOption(c, unix.TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT", bytes)
+}
+
+func setTCPOption(c syscall.RawConn, opt int, name string, value int) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, opt, value)
 	})
 	if err != nil {
 		return err
 	}
 	if serr != nil {
-		return fmt.Errorf("TCP_USER_TIMEOUT: %w", serr)
+		return fmt.Errorf("%s: %w", name, serr)
 	}
 	return nil
 }

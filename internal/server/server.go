@@ -45,8 +45,9 @@ type Server struct {
 	since  time.Time
 	c      counters
 
-	writers sync.Pool // *tundev.Writer, shared by the session readers
-	buffers sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
+	writers  sync.Pool // *tundev.Writer, shared by the session readers
+	buffers  sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
+	corkBufs sync.Pool // *[]byte buffers gathering TLS records into one send
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -86,7 +87,7 @@ func New(o Options) (_ *Server, err error) {
 	if err := s.configureHost(); err != nil {
 		return nil, winerr.New(winerr.InstallFailure, err)
 	}
-	s.writers.New = func() any { return tundev.NewWriter(s.dev, 64) }
+	s.writers.New = func() any { return tundev.NewWriter(s.dev, 128) }
 	return s, nil
 }
 

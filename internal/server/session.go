@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/batchio"
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
@@ -26,6 +27,13 @@ const (
 	tcpKeepAlive  = 30 * time.Second
 	errorDeadline = 5 * time.Second
 	writeTimeout  = 30 * time.Second // a client that reads nothing for this long is dropped
+	// sendWait is how long a full send queue may hold up the goroutine
+	// feeding it (the TUN reader serves every client) while the client's
+	// connection is draining; a client that stopped reading is not waited for.
+	sendWait = 2 * time.Millisecond
+	// notSentLowat bounds the unsent bytes in the kernel's socket buffer
+	// (TCP_NOTSENT_LOWAT), keeping the queue in front of the tunnel shallow.
+	notSentLowat = 128 << 10
 )
 
 // session is one client's HTTPS connection; it is the router's Port for it.
@@ -43,7 +51,7 @@ type session struct {
 
 // Send queues pkt for the client; false when its queue is full.
 func (ss *session) Send(pkt []byte) bool {
-	if err := ss.outbox.Append(pkt); err != nil {
+	if err := ss.outbox.AppendWait(pkt, sendWait); err != nil {
 		if errors.Is(err, wire.ErrFull) {
 			ss.srv.c.dropOutboxFull.Add(1)
 		}
@@ -91,11 +99,20 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		tc.SetKeepAlive(true)
 		if rc, err := tc.SyscallConn(); err == nil {
 			netcfg.SetTCPUserTimeout(rc, writeTimeout)
+			netcfg.SetNotSentLowat(rc, notSentLowat)
 		}
 	}
 
+	// Packets leave through the Outbox in large batches; under TLS each
+	// batch is many records, sent together through a corked connection.
+	// Reads can be tried without waiting, to batch writes to the TUN device.
+	low := batchio.New(raw, &s.corkBufs)
+	in := batchio.Stream{Upper: low, Lower: low}
+	var out io.Writer = wire.WithWriteDeadline(low, writeTimeout)
 	if s.o.TLS != nil {
-		tconn := tls.Server(raw, s.o.TLS)
+		tconn := tls.Server(low, s.o.TLS)
+		in.Upper = tconn
+		out = batchio.Writer{Upper: wire.WithWriteDeadline(tconn, writeTimeout), Lower: low}
 		hctx, cancel := context.WithTimeout(ctx, s.o.HandshakeTimeout)
 		err := tconn.HandshakeContext(hctx)
 		cancel()
@@ -110,7 +127,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		ss.conn = tconn
 	}
 
-	r := wire.NewReader(ss.conn, readerSize)
+	r := wire.NewReader(in, readerSize)
 	ss.conn.SetReadDeadline(time.Now().Add(headTimeout))
 	req, err := r.ReadRequest(maxHead)
 	if err != nil {
@@ -161,7 +178,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 
 	done := make(chan error, 1)
 	go func() {
-		err := ss.outbox.Run(wire.WithWriteDeadline(ss.conn, writeTimeout))
+		err := ss.outbox.Run(out)
 		ss.close() // a failed writer ends the session: the reader sees the close
 		done <- err
 	}()
@@ -212,7 +229,9 @@ func (s *Server) receive(ss *session, r *wire.Reader) error {
 				s.c.tunWriteErrors.Add(1)
 			}
 		}
-		if w != nil && !r.HasPacket() {
+		// Flush the batch to the TUN device only when the next read would
+		// wait: records already received keep extending it.
+		if w != nil && !r.HasPacket() && !r.TryFill() {
 			s.flush(w)
 			w = nil
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultOutboxLimit is the pending-byte limit NewOutbox uses when given
@@ -45,6 +46,8 @@ type Outbox struct {
 	pendingPkts int
 	spare       *[]byte // Run's other buffer; nil while writing or released
 	closed      bool
+	room        chan struct{} // closed by Run after a write, when someone waits for room
+	stalled     bool          // a wait for room timed out; cleared by the next write
 
 	packets, bytes, writes      atomic.Uint64
 	droppedFull, droppedInvalid atomic.Uint64
@@ -90,28 +93,93 @@ func (o *Outbox) Append(pkt []byte) error {
 	return err
 }
 
+// AppendWait is Append that may wait for room, as AppendBatchWait.
+func (o *Outbox) AppendWait(pkt []byte, wait time.Duration) error {
+	_, err := o.AppendBatchWait([][]byte{pkt}, wait)
+	return err
+}
+
 // AppendBatch queues copies of pkts in order under one lock. It stops at the
 // first packet that fails and returns how many were queued and that error.
 func (o *Outbox) AppendBatch(pkts [][]byte) (n int, err error) {
-	wake := false
+	return o.AppendBatchWait(pkts, 0)
+}
+
+// AppendBatchWait is AppendBatch that, when the queue is full, waits up to
+// wait for the writer to make room before it drops a packet with ErrFull.
+// It waits only while the writer is making progress: once a wait has timed
+// out (a peer that stopped reading), appends drop at once until a write
+// completes, so a stuck connection cannot slow down its producers.
+func (o *Outbox) AppendBatchWait(pkts [][]byte, wait time.Duration) (n int, err error) {
+	var deadline time.Time
+	for {
+		var room chan struct{}
+		k, wake, err := o.appendSome(pkts[n:], wait > 0, &room)
+		n += k
+		if wake {
+			o.signal()
+		}
+		if room == nil {
+			return n, err
+		}
+		// Full: wait for the writer to finish its write.
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		}
+		d := time.Until(deadline)
+		if d <= 0 {
+			return n, o.timedOut(pkts[n:])
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-room:
+			t.Stop()
+		case <-t.C:
+			return n, o.timedOut(pkts[n:])
+		}
+	}
+}
+
+// appendSome queues pkts under the lock until one fails. When the queue is
+// full and the caller may wait (and the writer is not stalled), it returns
+// the channel Run closes after its next write in *room instead of dropping.
+func (o *Outbox) appendSome(pkts [][]byte, mayWait bool, room *chan struct{}) (n int, wake bool, err error) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	for _, pkt := range pkts {
 		if err = CheckPacket(pkt); err != nil {
 			o.droppedInvalid.Add(1)
-			break
+			return n, wake, err
+		}
+		if mayWait && !o.closed && !o.stalled && o.pending != nil && len(*o.pending)+len(pkt) > o.limit {
+			if o.room == nil {
+				o.room = make(chan struct{})
+			}
+			*room = o.room
+			return n, wake, nil
 		}
 		var w bool
 		if w, err = o.appendLocked(pkt); err != nil {
-			break
+			return n, wake, err
 		}
 		wake = wake || w
 		n++
 	}
-	o.mu.Unlock()
-	if wake {
-		o.signal()
+	return n, wake, nil
+}
+
+// timedOut marks the writer stalled and drops the first of pkts.
+func (o *Outbox) timedOut(pkts [][]byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return ErrClosed
 	}
-	return n, err
+	o.stalled = true
+	if len(pkts) > 0 {
+		o.droppedFull.Add(1)
+	}
+	return ErrFull
 }
 
 // appendLocked copies a checked packet into pending and reports whether
@@ -145,6 +213,10 @@ func (o *Outbox) signal() {
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true
+	if o.room != nil {
+		close(o.room)
+		o.room = nil
+	}
 	o.mu.Unlock()
 	o.signal()
 }
@@ -180,6 +252,11 @@ func (o *Outbox) Run(w io.Writer) error {
 
 		o.mu.Lock()
 		o.spare = buf
+		o.stalled = false
+		if o.room != nil {
+			close(o.room) // wake producers waiting for room
+			o.room = nil
+		}
 		if err != nil {
 			o.closed = true
 			o.releaseLocked()

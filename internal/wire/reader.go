@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // DefaultReaderSize is the buffer size NewReader uses when given size <= 0.
@@ -186,4 +187,39 @@ func (r *Reader) fill() {
 		}
 	}
 	r.rerr = io.ErrNoProgress
+}
+
+// TryReader is a reader that can also read without waiting: TryRead returns
+// what is available at once, or 0 and an error wrapping
+// os.ErrDeadlineExceeded when nothing is (batchio.Stream is one).
+type TryReader interface {
+	io.Reader
+	TryRead(p []byte) (int, error)
+}
+
+// TryFill reads once more without waiting, when the underlying reader is a
+// TryReader: it reports whether bytes were added. Callers use it to keep
+// batching work while data is still coming, and to flush only when the next
+// read would block.
+func (r *Reader) TryFill() bool {
+	tr, ok := r.rd.(TryReader)
+	if !ok || r.err != nil || r.rerr != nil {
+		return false
+	}
+	if r.r == r.w || len(r.buf)-r.w < MaxPacket {
+		r.compact()
+	}
+	if r.w == len(r.buf) {
+		return false
+	}
+	n, err := tr.TryRead(r.buf[r.w:])
+	if n < 0 || n > len(r.buf)-r.w {
+		r.rerr = errBadRead
+		return false
+	}
+	r.w += n
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		r.rerr = err
+	}
+	return n > 0
 }

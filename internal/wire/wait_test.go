@@ -1,0 +1,188 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// fillOutbox appends pkt until the outbox refuses it.
+func fillOutbox(t *testing.T, o *Outbox, pkt []byte) int {
+	t.Helper()
+	n := 0
+	for o.Append(pkt) == nil {
+		n++
+	}
+	return n
+}
+
+func TestAppendWaitsForRoom(t *testing.T) {
+	o := NewOutbox(1) // MaxPacket bytes
+	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
+	wait := runOutbox(o, g)
+	pkt := makePacket(1240, 1)
+	o.Append(pkt) // Run takes this one and blocks in Write
+	<-g.entered
+	fillOutbox(t, o, pkt)
+
+	done := make(chan error, 1)
+	go func() { done <- o.AppendWait(pkt, 5*time.Second) }()
+	select {
+	case err := <-done:
+		t.Fatalf("AppendWait returned %v on a full outbox before the writer moved", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.gate <- struct{}{} // the write completes: room for more
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("AppendWait after room was made: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("AppendWait did not return after the writer made room")
+	}
+	if st := o.Stats(); st.DroppedFull != 1 { // only fillOutbox's last try
+		t.Fatalf("dropped %d, want 1", st.DroppedFull)
+	}
+	close(g.gate)
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppendWaitStalledWriter(t *testing.T) {
+	o := NewOutbox(1)
+	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
+	wait := runOutbox(o, g)
+	pkt := makePacket(1240, 1)
+	o.Append(pkt)
+	<-g.entered
+	fillOutbox(t, o, pkt)
+
+	start := time.Now()
+	if err := o.AppendWait(pkt, 50*time.Millisecond); !errors.Is(err, ErrFull) {
+		t.Fatalf("AppendWait on a stuck writer: %v, want ErrFull", err)
+	}
+	if d := time.Since(start); d < 45*time.Millisecond {
+		t.Fatalf("first AppendWait gave up after %v, want the full wait", d)
+	}
+	// The writer made no progress: the next append drops at once.
+	start = time.Now()
+	if err := o.AppendWait(pkt, time.Second); !errors.Is(err, ErrFull) {
+		t.Fatalf("AppendWait on a stalled writer: %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("AppendWait on a stalled writer waited %v", d)
+	}
+	// Once the writer moves, appends wait again and get through.
+	g.gate <- struct{}{}
+	<-g.entered // the next write started: the first one completed
+	done := make(chan error, 1)
+	go func() { done <- o.AppendWait(pkt, 5*time.Second) }()
+	g.gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatalf("AppendWait after the writer recovered: %v", err)
+	}
+	close(g.gate)
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppendWaitClosed(t *testing.T) {
+	o := NewOutbox(1)
+	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
+	wait := runOutbox(o, g)
+	pkt := makePacket(1240, 1)
+	o.Append(pkt)
+	<-g.entered
+	fillOutbox(t, o, pkt)
+	done := make(chan error, 1)
+	go func() { done <- o.AppendWait(pkt, 10*time.Second) }()
+	time.Sleep(20 * time.Millisecond)
+	o.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("AppendWait on a closed outbox: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake AppendWait")
+	}
+	close(g.gate)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTryFill(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	w, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := NewReader(tryConn{c}, 0)
+	a, b := makePacket(100, 1), makePacket(200, 2)
+
+	if r.TryFill() {
+		t.Fatal("TryFill found data on an idle connection")
+	}
+	w.Write(a)
+	if p, err := r.Next(); err != nil || len(p) != len(a) {
+		t.Fatalf("Next = %d bytes, %v", len(p), err)
+	}
+	w.Write(b)
+	deadline := time.Now().Add(2 * time.Second)
+	for !r.TryFill() {
+		if time.Now().After(deadline) {
+			t.Fatal("TryFill never saw the second packet")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !r.HasPacket() {
+		t.Fatal("TryFill returned true without a whole packet buffered")
+	}
+	if p, err := r.Next(); err != nil || len(p) != len(b) {
+		t.Fatalf("Next = %d bytes, %v", len(p), err)
+	}
+	// The deadline is cleared: a blocking Next still waits for data.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		w.Write(a)
+	}()
+	if p, err := r.Next(); err != nil || len(p) != len(a) {
+		t.Fatalf("Next after TryFill = %d bytes, %v", len(p), err)
+	}
+	w.Close()
+	if r.TryFill() {
+		t.Fatal("TryFill reported data at EOF")
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next at EOF: %v", err)
+	}
+}
+
+// tryConn reads without waiting the way batchio does for real connections:
+// with a deadline that has passed, which a net.Conn honours only when no
+// data is buffered in Go (so TryRead may miss data the kernel holds).
+type tryConn struct{ net.Conn }
+
+func (c tryConn) TryRead(p []byte) (int, error) {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	defer c.SetReadDeadline(time.Time{})
+	return c.Read(p)
+}
