@@ -48,6 +48,7 @@ type Server struct {
 	writers  sync.Pool // *tundev.Writer, shared by the session readers
 	buffers  sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
 	corkBufs sync.Pool // *[]byte buffers gathering TLS records into one send
+	readBufs sync.Pool // *[]byte receive buffers, lent to the sessions that are receiving
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

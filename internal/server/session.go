@@ -101,6 +101,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 			netcfg.SetTCPUserTimeout(rc, writeTimeout)
 			netcfg.SetNotSentLowat(rc, notSentLowat)
 		}
+
 	}
 
 	// Packets leave through the Outbox in large batches; under TLS each
@@ -127,7 +128,8 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		ss.conn = tconn
 	}
 
-	r := wire.NewReader(in, readerSize)
+	r := wire.NewReaderPool(in, readerSize, &s.readBufs)
+	defer r.Release()
 	ss.conn.SetReadDeadline(time.Now().Add(headTimeout))
 	req, err := r.ReadRequest(maxHead)
 	if err != nil {

@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// StallAfter is how long an Outbox's writer may go without finishing a write
+// before AppendBatchWait stops waiting for it.
+const StallAfter = 50 * time.Millisecond
+
 // DefaultOutboxLimit is the pending-byte limit NewOutbox uses when given
 // limit <= 0.
 const DefaultOutboxLimit = 256 << 10
@@ -47,7 +51,7 @@ type Outbox struct {
 	spare       *[]byte // Run's other buffer; nil while writing or released
 	closed      bool
 	room        chan struct{} // closed by Run after a write, when someone waits for room
-	stalled     bool          // a wait for room timed out; cleared by the next write
+	progress    time.Time     // when Run last finished a write (or started)
 
 	packets, bytes, writes      atomic.Uint64
 	droppedFull, droppedInvalid atomic.Uint64
@@ -107,9 +111,9 @@ func (o *Outbox) AppendBatch(pkts [][]byte) (n int, err error) {
 
 // AppendBatchWait is AppendBatch that, when the queue is full, waits up to
 // wait for the writer to make room before it drops a packet with ErrFull.
-// It waits only while the writer is making progress: once a wait has timed
-// out (a peer that stopped reading), appends drop at once until a write
-// completes, so a stuck connection cannot slow down its producers.
+// It waits only while the writer is making progress: when its last write
+// finished more than StallAfter ago (a peer that stopped reading), appends
+// drop at once, so a stuck connection cannot slow down its producers.
 func (o *Outbox) AppendBatchWait(pkts [][]byte, wait time.Duration) (n int, err error) {
 	var deadline time.Time
 	for {
@@ -151,7 +155,8 @@ func (o *Outbox) appendSome(pkts [][]byte, mayWait bool, room *chan struct{}) (n
 			o.droppedInvalid.Add(1)
 			return n, wake, err
 		}
-		if mayWait && !o.closed && !o.stalled && o.pending != nil && len(*o.pending)+len(pkt) > o.limit {
+		if mayWait && !o.closed && o.pending != nil && len(*o.pending)+len(pkt) > o.limit &&
+			time.Since(o.progress) < StallAfter {
 			if o.room == nil {
 				o.room = make(chan struct{})
 			}
@@ -168,14 +173,13 @@ func (o *Outbox) appendSome(pkts [][]byte, mayWait bool, room *chan struct{}) (n
 	return n, wake, nil
 }
 
-// timedOut marks the writer stalled and drops the first of pkts.
+// timedOut drops the first of pkts after a wait for room.
 func (o *Outbox) timedOut(pkts [][]byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
 		return ErrClosed
 	}
-	o.stalled = true
 	if len(pkts) > 0 {
 		o.droppedFull.Add(1)
 	}
@@ -227,6 +231,9 @@ func (o *Outbox) Close() {
 // whatever was pending is discarded, and the error is returned wrapped.
 // Only one Run may be active at a time.
 func (o *Outbox) Run(w io.Writer) error {
+	o.mu.Lock()
+	o.progress = time.Now()
+	o.mu.Unlock()
 	for {
 		o.mu.Lock()
 		for o.pending == nil || len(*o.pending) == 0 {
@@ -252,7 +259,7 @@ func (o *Outbox) Run(w io.Writer) error {
 
 		o.mu.Lock()
 		o.spare = buf
-		o.stalled = false
+		o.progress = time.Now()
 		if o.room != nil {
 			close(o.room) // wake producers waiting for room
 			o.room = nil

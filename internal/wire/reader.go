@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // DefaultReaderSize is the buffer size NewReader uses when given size <= 0.
@@ -25,7 +26,21 @@ type Reader struct {
 	r, w int   // buf[r:w] holds unread bytes
 	rerr error // sticky error from rd, seen once the buffer is drained
 	err  error // sticky error returned by Next
+
+	// With a pool, the large buffer is borrowed only while data flows:
+	// reads that start with nothing buffered go to small, and when the
+	// last read was small too, the large buffer goes back to the pool. An
+	// idle connection holds only small.
+	pool  *sync.Pool
+	size  int
+	small []byte
+	big   *[]byte // borrowed from pool; nil when not held
+	lastN int     // bytes the last read returned
 }
+
+// smallReadSize is the buffer an idle pooled Reader reads into: a packet of
+// the link MTU (1280) fits.
+const smallReadSize = 2048
 
 // NewReader returns a Reader that reads from r through a buffer of size
 // bytes. size <= 0 means DefaultReaderSize; a size below MaxPacket is raised
@@ -36,6 +51,65 @@ func NewReader(r io.Reader, size int) *Reader {
 	}
 	size = max(size, MaxPacket)
 	return &Reader{rd: r, buf: make([]byte, size)}
+}
+
+// NewReaderPool is NewReader with its large buffer borrowed from pool (which
+// must hold only *[]byte values) while data flows, and given back when the
+// connection goes quiet: many idle connections then hold small buffers only.
+func NewReaderPool(r io.Reader, size int, pool *sync.Pool) *Reader {
+	if size <= 0 {
+		size = DefaultReaderSize
+	}
+	size = max(size, MaxPacket)
+	rd := &Reader{rd: r, pool: pool, size: size, small: make([]byte, smallReadSize)}
+	rd.borrow()
+	return rd
+}
+
+// borrow makes the large buffer current, keeping the unread bytes.
+func (r *Reader) borrow() {
+	if r.big == nil {
+		if b, ok := r.pool.Get().(*[]byte); ok && len(*b) == r.size {
+			r.big = b
+		} else {
+			b := make([]byte, r.size)
+			r.big = &b
+		}
+	}
+	if len(r.buf) > 0 && &r.buf[0] == &(*r.big)[0] {
+		return
+	}
+	r.w = copy(*r.big, r.buf[r.r:r.w])
+	r.r = 0
+	r.buf = *r.big
+}
+
+// settle picks the buffer for the next read, for a pooled Reader: the small
+// one when nothing is buffered and the last read was small (the large one
+// goes back to the pool), else the large one.
+func (r *Reader) settle() {
+	if r.pool == nil {
+		return
+	}
+	if r.r == r.w && r.lastN < len(r.small) {
+		if r.big != nil {
+			r.pool.Put(r.big)
+			r.big = nil
+		}
+		r.buf, r.r, r.w = r.small, 0, 0
+		return
+	}
+	r.borrow()
+}
+
+// Release gives the large buffer back to the pool (for a connection that
+// ended); the Reader must not be used afterwards.
+func (r *Reader) Release() {
+	if r.pool != nil && r.big != nil {
+		r.pool.Put(r.big)
+		r.big = nil
+		r.buf = nil
+	}
 }
 
 // Buffered returns the number of bytes read from the underlying reader but
@@ -171,8 +245,10 @@ func (r *Reader) compact() {
 // fill reads once into all the free space after w. It must not be called
 // with a full buffer.
 func (r *Reader) fill() {
+	r.settle()
 	for range maxEmptyReads {
 		n, err := r.rd.Read(r.buf[r.w:])
+		r.lastN = n
 		if n < 0 || n > len(r.buf)-r.w {
 			r.rerr = errBadRead
 			return
@@ -206,6 +282,9 @@ func (r *Reader) TryFill() bool {
 	if !ok || r.err != nil || r.rerr != nil {
 		return false
 	}
+	if r.pool != nil {
+		r.borrow()
+	}
 	if r.r == r.w || len(r.buf)-r.w < MaxPacket {
 		r.compact()
 	}
@@ -213,6 +292,7 @@ func (r *Reader) TryFill() bool {
 		return false
 	}
 	n, err := tr.TryRead(r.buf[r.w:])
+	r.lastN = n
 	if n < 0 || n > len(r.buf)-r.w {
 		r.rerr = errBadRead
 		return false

@@ -63,13 +63,14 @@ func TestAppendWaitStalledWriter(t *testing.T) {
 	fillOutbox(t, o, pkt)
 
 	start := time.Now()
-	if err := o.AppendWait(pkt, 50*time.Millisecond); !errors.Is(err, ErrFull) {
+	if err := o.AppendWait(pkt, 20*time.Millisecond); !errors.Is(err, ErrFull) {
 		t.Fatalf("AppendWait on a stuck writer: %v, want ErrFull", err)
 	}
-	if d := time.Since(start); d < 45*time.Millisecond {
+	if d := time.Since(start); d < 15*time.Millisecond {
 		t.Fatalf("first AppendWait gave up after %v, want the full wait", d)
 	}
-	// The writer made no progress: the next append drops at once.
+	// The writer made no progress for StallAfter: appends drop at once.
+	time.Sleep(StallAfter)
 	start = time.Now()
 	if err := o.AppendWait(pkt, time.Second); !errors.Is(err, ErrFull) {
 		t.Fatalf("AppendWait on a stalled writer: %v", err)
