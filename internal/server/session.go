@@ -178,12 +178,14 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	ss.conn.SetWriteDeadline(time.Time{})
 	log.Info("client connected", "subject", ss.subject, "host", req.Host)
 
+	// The sending side runs a goroutine only while it has packets to send.
 	done := make(chan error, 1)
-	go func() {
-		err := ss.outbox.Run(out)
-		ss.close() // a failed writer ends the session: the reader sees the close
+	ss.outbox.Go(out, func(err error) {
+		if err != nil {
+			ss.close() // a failed writer ends the session: the reader sees the close
+		}
 		done <- err
-	}()
+	})
 	s.router.Advertise(ss.client)
 	err = s.receive(ss, r)
 	notIPv6 := errors.Is(err, wire.ErrNotIPv6) || errors.Is(err, wire.ErrJumbogram)

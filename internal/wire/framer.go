@@ -53,6 +53,13 @@ type Outbox struct {
 	room        chan struct{} // closed by Run after a write, when someone waits for room
 	progress    time.Time     // when Run last finished a write (or started)
 
+	// Go's state: its writer and done function, whether a writer goroutine
+	// is running, and whether done was called.
+	spawn             atomic.Bool
+	w                 io.Writer
+	done              func(error)
+	writing, finished bool
+
 	packets, bytes, writes      atomic.Uint64
 	droppedFull, droppedInvalid atomic.Uint64
 }
@@ -206,6 +213,16 @@ func (o *Outbox) appendLocked(pkt []byte) (bool, error) {
 }
 
 func (o *Outbox) signal() {
+	if o.spawn.Load() {
+		o.mu.Lock()
+		start := !o.writing && !o.finished && !o.empty()
+		o.writing = o.writing || start
+		o.mu.Unlock()
+		if start {
+			go o.drain()
+		}
+		return
+	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -213,7 +230,8 @@ func (o *Outbox) signal() {
 }
 
 // Close stops the Outbox: further appends get ErrClosed, and Run returns nil
-// once it has written what was pending. Close may be called more than once.
+// (or Go's done is called with nil) once what was pending is written. Close
+// may be called more than once.
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true
@@ -221,22 +239,40 @@ func (o *Outbox) Close() {
 		close(o.room)
 		o.room = nil
 	}
+	var finish, start bool
+	if o.spawn.Load() && !o.writing && !o.finished {
+		// No writer is running: finish here, or start one for what an
+		// append queued just before.
+		if o.empty() {
+			finish, o.finished = true, true
+			o.releaseLocked()
+		} else {
+			start, o.writing = true, true
+		}
+	}
 	o.mu.Unlock()
-	o.signal()
+	switch {
+	case finish:
+		o.done(nil)
+	case start:
+		go o.drain()
+	default:
+		o.signal()
+	}
 }
 
 // Run writes pending packets to w until the Outbox is closed and drained
 // (then it returns nil) or a write fails. Each write carries everything that
 // was pending, in append order. On a write error the Outbox is closed,
 // whatever was pending is discarded, and the error is returned wrapped.
-// Only one Run may be active at a time.
+// Only one Run may be active at a time, and not with Go.
 func (o *Outbox) Run(w io.Writer) error {
 	o.mu.Lock()
 	o.progress = time.Now()
 	o.mu.Unlock()
 	for {
 		o.mu.Lock()
-		for o.pending == nil || len(*o.pending) == 0 {
+		for o.empty() {
 			if o.closed {
 				o.releaseLocked()
 				o.mu.Unlock()
@@ -246,38 +282,105 @@ func (o *Outbox) Run(w io.Writer) error {
 			<-o.wake
 			o.mu.Lock()
 		}
-		buf, pkts := o.pending, o.pendingPkts
-		o.pending, o.spare, o.pendingPkts = o.spare, nil, 0
+		buf, pkts := o.takeLocked()
 		o.mu.Unlock()
-
-		size := len(*buf)
-		n, err := w.Write(*buf)
-		if err == nil && n != size {
-			err = io.ErrShortWrite
+		if err := o.write(w, buf, pkts); err != nil {
+			return err
 		}
-		*buf = (*buf)[:0]
-
-		o.mu.Lock()
-		o.spare = buf
-		o.progress = time.Now()
-		if o.room != nil {
-			close(o.room) // wake producers waiting for room
-			o.room = nil
-		}
-		if err != nil {
-			o.closed = true
-			o.releaseLocked()
-			o.mu.Unlock()
-			return fmt.Errorf("wire: writing %d bytes of packets: %w", size, err)
-		}
-		if o.pool != nil && (o.pending == nil || len(*o.pending) == 0) {
-			o.releaseLocked() // idle: give both buffers back
-		}
-		o.mu.Unlock()
-		o.writes.Add(1)
-		o.packets.Add(uint64(pkts))
-		o.bytes.Add(uint64(size))
 	}
+}
+
+// Go writes pending packets to w like Run, from a goroutine that exists only
+// while there are packets to write: an idle connection holds no goroutine
+// for its sending side. done is called once, from that goroutine or from
+// Close: with nil once the Outbox is closed and drained, or with the error
+// of a failed write (the Outbox is then closed). Use Go or Run, not both.
+func (o *Outbox) Go(w io.Writer, done func(error)) {
+	o.mu.Lock()
+	o.w, o.done = w, done
+	o.progress = time.Now()
+	o.spawn.Store(true)
+	start := !o.empty() || o.closed
+	o.writing = start
+	o.mu.Unlock()
+	if start {
+		go o.drain()
+	}
+}
+
+// drain is Go's writer: it writes until nothing is pending, then ends.
+func (o *Outbox) drain() {
+	for {
+		o.mu.Lock()
+		if o.empty() {
+			o.writing = false
+			finish := o.closed && !o.finished
+			if finish {
+				o.finished = true
+				o.releaseLocked()
+			}
+			o.mu.Unlock()
+			if finish {
+				o.done(nil)
+			}
+			return
+		}
+		buf, pkts := o.takeLocked()
+		o.mu.Unlock()
+		if err := o.write(o.w, buf, pkts); err != nil {
+			o.mu.Lock()
+			o.writing = false
+			finish := !o.finished
+			o.finished = true
+			o.mu.Unlock()
+			if finish {
+				o.done(err)
+			}
+			return
+		}
+	}
+}
+
+func (o *Outbox) empty() bool { return o.pending == nil || len(*o.pending) == 0 }
+
+// takeLocked hands the pending buffer to the writer.
+func (o *Outbox) takeLocked() (*[]byte, int) {
+	buf, pkts := o.pending, o.pendingPkts
+	o.pending, o.spare, o.pendingPkts = o.spare, nil, 0
+	return buf, pkts
+}
+
+// write writes one taken buffer and does the bookkeeping; on error the
+// Outbox is closed and the error returned wrapped.
+func (o *Outbox) write(w io.Writer, buf *[]byte, pkts int) error {
+	size := len(*buf)
+	n, err := w.Write(*buf)
+	if err == nil && n != size {
+		err = io.ErrShortWrite
+	}
+	*buf = (*buf)[:0]
+
+	o.mu.Lock()
+	o.spare = buf
+	o.progress = time.Now()
+	if o.room != nil {
+		close(o.room) // wake producers waiting for room
+		o.room = nil
+	}
+	if err != nil {
+		o.closed = true
+		o.releaseLocked()
+		o.mu.Unlock()
+		return fmt.Errorf("wire: writing %d bytes of packets: %w", size, err)
+	}
+	if o.pool != nil && o.empty() {
+		o.releaseLocked() // idle: give both buffers back
+	}
+	o.mu.Unlock()
+	o.writes.Add(1)
+	o.packets.Add(uint64(pkts))
+	o.bytes.Add(uint64(size))
+	return nil
 }
 
 // Stats returns a snapshot of the counters.

@@ -19,6 +19,25 @@ func taggedPacket(producer, seq, payload int) []byte {
 	return p
 }
 
+// goOutbox starts Go and returns a function that waits for done.
+func goOutbox(o *Outbox, w io.Writer) func() error {
+	done := make(chan error, 2)
+	o.Go(w, func(err error) { done <- err })
+	return func() error {
+		select {
+		case err := <-done:
+			select {
+			case <-done:
+				panic("done called twice")
+			case <-time.After(20 * time.Millisecond):
+			}
+			return err
+		case <-time.After(10 * time.Second):
+			panic("done was not called")
+		}
+	}
+}
+
 // runOutbox starts Run and returns a function that waits for its result.
 func runOutbox(o *Outbox, w io.Writer) func() error {
 	done := make(chan error, 1)
@@ -34,7 +53,8 @@ func runOutbox(o *Outbox, w io.Writer) func() error {
 }
 
 func TestOutboxConcurrent(t *testing.T) {
-	for _, pooled := range []bool{false, true} {
+	for i := range 4 {
+		pooled, spawn := i%2 == 1, i >= 2
 		const producers, perProducer = 8, 500
 		var o *Outbox
 		if pooled {
@@ -44,6 +64,9 @@ func TestOutboxConcurrent(t *testing.T) {
 		}
 		var out bytes.Buffer
 		wait := runOutbox(o, &out)
+		if spawn {
+			wait = goOutbox(o, &out)
+		}
 
 		var wg sync.WaitGroup
 		var full sync.Map
@@ -107,7 +130,7 @@ func TestOutboxConcurrent(t *testing.T) {
 			st.Writes == 0 || st.Writes > st.Packets {
 			t.Errorf("stats %+v", st)
 		}
-		t.Logf("pooled=%v: %d packets in %d writes, %d dropped full (retried)", pooled, st.Packets, st.Writes, st.DroppedFull)
+		t.Logf("pooled=%v go=%v: %d packets in %d writes, %d dropped full (retried)", pooled, spawn, st.Packets, st.Writes, st.DroppedFull)
 	}
 }
 

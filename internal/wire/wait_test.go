@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -187,3 +190,63 @@ func (c tryConn) TryRead(p []byte) (int, error) {
 	defer c.SetReadDeadline(time.Time{})
 	return c.Read(p)
 }
+
+func TestOutboxGoIdleHoldsNoGoroutine(t *testing.T) {
+	var out bytes.Buffer
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	})
+	o := NewOutboxPool(0, &sync.Pool{})
+	before := runtime.NumGoroutine()
+	pkt := makePacket(100, 1)
+	o.Append(pkt) // queued before Go: written once Go starts
+	wait := goOutbox(o, w)
+	for i := range 50 {
+		if err := o.Append(pkt); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines while idle, %d before Go", n, before)
+	}
+	if st := o.Stats(); st.Packets != 51 {
+		t.Fatalf("wrote %d packets, want 51", st.Packets)
+	}
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if out.Len() != 51*len(pkt) {
+		t.Fatalf("%d bytes out, want %d", out.Len(), 51*len(pkt))
+	}
+}
+
+func TestOutboxGoWriteError(t *testing.T) {
+	boom := errors.New("boom")
+	o := NewOutbox(0)
+	wait := goOutbox(o, writerFunc(func([]byte) (int, error) { return 0, boom }))
+	o.Append(makePacket(10, 1))
+	if err := wait(); !errors.Is(err, boom) {
+		t.Fatalf("done(%v), want %v", err, boom)
+	}
+	if err := o.Append(makePacket(10, 2)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after a failed write: %v", err)
+	}
+	o.Close() // no second done
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
