@@ -36,6 +36,7 @@ type Conn struct {
 	nowait atomic.Bool     // the next reads must not wait
 	mu     sync.Mutex
 	corked bool
+	held   bool // FlushNoWait left bytes behind: writes queue behind them until Flush
 	buf    *[]byte
 	err    error // a failed send while corked, returned by Flush
 }
@@ -119,7 +120,7 @@ func (c *Conn) Cork() {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.corked {
+	if !c.corked && !c.held {
 		return c.Conn.Write(p)
 	}
 	if c.err != nil {
@@ -142,16 +143,75 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) Flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.corked = false
+	c.corked, c.held = false, false
 	err := c.sendLocked()
-	if c.buf != nil && c.pool != nil {
-		c.putBuf(c.buf)
-		c.buf = nil
-	}
+	c.releaseLocked()
 	if c.err != nil {
 		err, c.err = c.err, nil
 	}
 	return err
+}
+
+// FlushNoWait is Flush that sends only what the socket takes at once. It
+// reports whether everything went; if not, the rest stays held, later
+// writes queue behind it, and Flush must be called to send it.
+func (c *Conn) FlushNoWait() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if c.err != nil {
+		err := c.err
+		c.err = nil
+		c.releaseLocked()
+		return true, err
+	}
+	if c.buf == nil || len(*c.buf) == 0 {
+		c.releaseLocked()
+		return true, nil
+	}
+	if c.raw == nil {
+		err := c.sendLocked()
+		c.releaseLocked()
+		c.err = nil
+		return true, err
+	}
+	b := *c.buf
+	var (
+		n    int
+		werr error
+	)
+	if err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = unix.Write(int(fd), b)
+		return true // one attempt, never wait
+	}); err != nil {
+		return true, err
+	}
+	switch {
+	case werr == unix.EAGAIN || werr == unix.EINTR:
+		n = 0
+	case werr != nil:
+		c.releaseLocked()
+		return true, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	if n == len(b) {
+		c.releaseLocked()
+		return true, nil
+	}
+	*c.buf = b[:copy(b, b[n:])]
+	c.held = true
+	return false, nil
+}
+
+// releaseLocked empties the buffer and gives it back to the pool, if any.
+func (c *Conn) releaseLocked() {
+	if c.buf == nil {
+		return
+	}
+	*c.buf = (*c.buf)[:0]
+	if c.pool != nil {
+		c.putBuf(c.buf)
+		c.buf = nil
+	}
 }
 
 func (c *Conn) sendLocked() error {
@@ -195,6 +255,20 @@ type Writer struct {
 	Upper io.Writer
 	Lower *Conn
 }
+
+// TryWrite writes p like Write but sends only what the socket takes at once:
+// it reports whether everything went. If not, Finish sends the rest.
+func (w Writer) TryWrite(p []byte) (bool, error) {
+	w.Lower.Cork()
+	if _, err := w.Upper.Write(p); err != nil {
+		w.Lower.Flush()
+		return true, err
+	}
+	return w.Lower.FlushNoWait()
+}
+
+// Finish sends what TryWrite left behind, waiting as long as it takes.
+func (w Writer) Finish() error { return w.Lower.Flush() }
 
 func (w Writer) Write(p []byte) (int, error) {
 	w.Lower.Cork()

@@ -69,7 +69,9 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	nd := make(chan ndp.Message, 16)
 	pumps := make(chan error, 2)
 	go func() { pumps <- c.receive(r, nd) }()
-	go func() { pumps <- ob.Run(packetWriter(conn)) }()
+	// The sending side runs a goroutine only while it has a batch to send;
+	// a small packet goes out from the goroutine that queued it.
+	ob.Go(packetWriter(conn), func(err error) { pumps <- err })
 	c.cur.Store(ob)
 	engine := make(chan error, 1)
 	go func() { engine <- c.lk.run(sctx, c, ob, nd, serverIsIPv6(conn)) }()

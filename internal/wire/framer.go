@@ -9,6 +9,19 @@ import (
 	"time"
 )
 
+// TryWriter is a writer that can also write without waiting for the network
+// (batchio.Writer): TryWrite reports whether all of p went out; if not, the
+// rest is held and Finish sends it.
+type TryWriter interface {
+	io.Writer
+	TryWrite(p []byte) (bool, error)
+	Finish() error
+}
+
+// InlineMax is the most pending bytes an appending goroutine writes itself
+// (through a TryWriter, when no writer runs) instead of starting one.
+const InlineMax = 4 << 10
+
 // StallAfter is how long an Outbox's writer may go without finishing a write
 // before AppendBatchWait stops waiting for it.
 const StallAfter = 50 * time.Millisecond
@@ -57,6 +70,7 @@ type Outbox struct {
 	// is running, and whether done was called.
 	spawn             atomic.Bool
 	w                 io.Writer
+	tw                TryWriter // w, when it can write without waiting
 	done              func(error)
 	writing, finished bool
 
@@ -216,9 +230,20 @@ func (o *Outbox) signal() {
 	if o.spawn.Load() {
 		o.mu.Lock()
 		start := !o.writing && !o.finished && !o.empty()
+		inline := start && o.tw != nil && len(*o.pending) <= InlineMax
 		o.writing = o.writing || start
+		var (
+			buf  *[]byte
+			pkts int
+		)
+		if inline {
+			buf, pkts = o.takeLocked()
+		}
 		o.mu.Unlock()
-		if start {
+		switch {
+		case inline:
+			o.writeInline(buf, pkts)
+		case start:
 			go o.drain()
 		}
 		return
@@ -298,6 +323,7 @@ func (o *Outbox) Run(w io.Writer) error {
 func (o *Outbox) Go(w io.Writer, done func(error)) {
 	o.mu.Lock()
 	o.w, o.done = w, done
+	o.tw, _ = w.(TryWriter)
 	o.progress = time.Now()
 	o.spawn.Store(true)
 	start := !o.empty() || o.closed
@@ -313,12 +339,7 @@ func (o *Outbox) drain() {
 	for {
 		o.mu.Lock()
 		if o.empty() {
-			o.writing = false
-			finish := o.closed && !o.finished
-			if finish {
-				o.finished = true
-				o.releaseLocked()
-			}
+			finish := o.stopLocked()
 			o.mu.Unlock()
 			if finish {
 				o.done(nil)
@@ -328,16 +349,67 @@ func (o *Outbox) drain() {
 		buf, pkts := o.takeLocked()
 		o.mu.Unlock()
 		if err := o.write(o.w, buf, pkts); err != nil {
-			o.mu.Lock()
-			o.writing = false
-			finish := !o.finished
-			o.finished = true
-			o.mu.Unlock()
-			if finish {
-				o.done(err)
-			}
+			o.failed(err)
 			return
 		}
+	}
+}
+
+// writeInline writes a small batch from the goroutine that queued it, when
+// no writer was running: a packet of an interactive exchange then leaves
+// without waking another goroutine. The write does not wait for the
+// network; if the socket cannot take it all, a goroutine finishes it.
+func (o *Outbox) writeInline(buf *[]byte, pkts int) {
+	size := len(*buf)
+	sent, err := o.tw.TryWrite(*buf)
+	if err == nil && !sent {
+		go func() {
+			if err := o.wrote(buf, size, pkts, o.tw.Finish()); err != nil {
+				o.failed(err)
+				return
+			}
+			o.drain()
+		}()
+		return
+	}
+	if err := o.wrote(buf, size, pkts, err); err != nil {
+		o.failed(err)
+		return
+	}
+	o.mu.Lock()
+	if !o.empty() { // queued meanwhile
+		o.mu.Unlock()
+		go o.drain()
+		return
+	}
+	finish := o.stopLocked()
+	o.mu.Unlock()
+	if finish {
+		o.done(nil)
+	}
+}
+
+// stopLocked records that the writer ended with nothing pending; it reports
+// whether done must now be called (the Outbox was closed).
+func (o *Outbox) stopLocked() bool {
+	o.writing = false
+	if o.closed && !o.finished {
+		o.finished = true
+		o.releaseLocked()
+		return true
+	}
+	return false
+}
+
+// failed ends Go's writer after a write error.
+func (o *Outbox) failed(err error) {
+	o.mu.Lock()
+	o.writing = false
+	finish := !o.finished
+	o.finished = true
+	o.mu.Unlock()
+	if finish {
+		o.done(err)
 	}
 }
 
@@ -358,8 +430,12 @@ func (o *Outbox) write(w io.Writer, buf *[]byte, pkts int) error {
 	if err == nil && n != size {
 		err = io.ErrShortWrite
 	}
-	*buf = (*buf)[:0]
+	return o.wrote(buf, size, pkts, err)
+}
 
+// wrote is the bookkeeping after a write of size bytes (pkts packets) from buf.
+func (o *Outbox) wrote(buf *[]byte, size, pkts int, err error) error {
+	*buf = (*buf)[:0]
 	o.mu.Lock()
 	o.spare = buf
 	o.progress = time.Now()

@@ -250,3 +250,105 @@ func TestOutboxGoWriteError(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// fakeTryWriter is a TryWriter whose TryWrite leaves every other write held
+// until Finish, as a full socket would.
+type fakeTryWriter struct {
+	mu                      sync.Mutex
+	out, held               bytes.Buffer
+	tries, writes, finishes int
+	partialEvery            int
+}
+
+func (f *fakeTryWriter) TryWrite(p []byte) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tries++
+	f.held.Write(p)
+	if f.partialEvery > 0 && f.tries%f.partialEvery == 0 {
+		return false, nil
+	}
+	f.out.Write(f.held.Bytes())
+	f.held.Reset()
+	return true, nil
+}
+
+func (f *fakeTryWriter) Finish() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finishes++
+	f.out.Write(f.held.Bytes())
+	f.held.Reset()
+	return nil
+}
+
+func (f *fakeTryWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	f.out.Write(f.held.Bytes()) // held bytes go first, as in batchio
+	f.held.Reset()
+	return f.out.Write(p)
+}
+
+func TestOutboxInlineWrite(t *testing.T) {
+	f := &fakeTryWriter{}
+	o := NewOutboxPool(0, &sync.Pool{})
+	wait := goOutbox(o, f)
+	pkt := makePacket(100, 1)
+	if err := o.Append(pkt); err != nil {
+		t.Fatal(err)
+	}
+	// Written by Append itself: done when it returns.
+	if st := o.Stats(); st.Packets != 1 || f.tries != 1 || f.writes != 0 {
+		t.Fatalf("after Append: stats %+v, %d tries, %d writes", st, f.tries, f.writes)
+	}
+	// A batch larger than InlineMax goes to a writer goroutine.
+	big := makePacket(InlineMax, 2)
+	if err := o.Append(big); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if f.writes != 1 || f.out.Len() != len(pkt)+len(big) {
+		t.Fatalf("%d writes, %d bytes out", f.writes, f.out.Len())
+	}
+}
+
+func TestOutboxInlinePartialKeepsOrder(t *testing.T) {
+	f := &fakeTryWriter{partialEvery: 3}
+	o := NewOutboxPool(0, &sync.Pool{})
+	wait := goOutbox(o, f)
+	var want bytes.Buffer
+	for i := range 2000 {
+		p := taggedPacket(0, i, i%3000) // small and large
+		for {
+			err := o.AppendWait(p, time.Second)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrFull) {
+				t.Fatal(err)
+			}
+		}
+		want.Write(p)
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond) // let the writer go idle now and then
+		}
+	}
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !bytes.Equal(f.out.Bytes(), want.Bytes()) {
+		t.Fatalf("stream out of order or incomplete: %d bytes, want %d", f.out.Len(), want.Len())
+	}
+	if f.finishes == 0 || f.tries == 0 {
+		t.Fatalf("inline path not exercised: %d tries, %d finishes", f.tries, f.finishes)
+	}
+	t.Logf("%d inline tries, %d finished later, %d goroutine writes", f.tries, f.finishes, f.writes)
+}
