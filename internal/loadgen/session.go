@@ -1,0 +1,345 @@
+// Package loadgen runs many IP-HTTPS client sessions in one process, without a
+// TUN device, speaking the real wire protocol: TCP, TLS, the endless POST, the
+// 200 answer, a Router Solicitation answered by a Router Advertisement, an
+// address formed from the advertised prefix and registered with the server by
+// duplicate address detection. A session then holds the connection idle or
+// sends a steady trickle of ICMPv6 echo requests through the tunnel and
+// matches the replies.
+//
+// It is the client side of the scale benchmark (iphttps-bench scale), which
+// runs it as a separate process in its own network namespace.
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/ndp"
+
+	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/wire"
+)
+
+// Defaults of Config.
+const (
+	DefaultPath         = "/IPHTTPS"
+	DefaultTimeout      = 10 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// Handshake phases, as Error.Phase names them.
+const (
+	PhaseConnect  = "connect"
+	PhaseTLS      = "tls"
+	PhaseRequest  = "request"
+	PhaseResponse = "response"
+	PhaseRA       = "router advertisement"
+	PhaseDAD      = "duplicate address detection"
+)
+
+// Config says how sessions reach the server.
+type Config struct {
+	// Server is the server's TCP address.
+	Server netip.AddrPort
+	// Host is the Host header and the TLS server name; default: the
+	// server's IP address.
+	Host string
+	// Path is the request path; default /IPHTTPS.
+	Path string
+	// Roots are the CAs the server certificate must chain to, for example
+	// a pool holding the server's self-signed certificate. Required.
+	Roots *x509.CertPool
+	// Sources are local addresses to connect from, used in turn (session i
+	// uses Sources[i % len]); none lets the kernel choose.
+	Sources []netip.Addr
+	// Timeout bounds one session's handshake: TCP connect, TLS, POST, the
+	// 200 head, and the Router Solicitation answered. Default 10s.
+	Timeout time.Duration
+	// WriteTimeout bounds each write after the handshake. Default 10s.
+	WriteTimeout time.Duration
+}
+
+// Dialer opens sessions to one server. It is safe for concurrent use.
+type Dialer struct {
+	cfg Config
+	tls *tls.Config
+}
+
+// NewDialer checks cfg and applies its defaults.
+func NewDialer(cfg Config) (*Dialer, error) {
+	if !cfg.Server.IsValid() {
+		return nil, errors.New("loadgen: no server address")
+	}
+	if cfg.Roots == nil {
+		return nil, errors.New("loadgen: no trusted CA for the server certificate")
+	}
+	if cfg.Host == "" {
+		cfg.Host = cfg.Server.Addr().String()
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	for _, s := range cfg.Sources {
+		if !s.IsValid() || s.Is4() != cfg.Server.Addr().Is4() {
+			return nil, fmt.Errorf("loadgen: source address %v does not match the server's family (%v)", s, cfg.Server.Addr())
+		}
+	}
+	// No session cache: every session makes a full handshake, as a client
+	// connecting for the first time does.
+	tc := &tls.Config{RootCAs: cfg.Roots, ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+	return &Dialer{cfg: cfg, tls: tc}, nil
+}
+
+// Error is a failed handshake: the phase it failed in and why.
+type Error struct {
+	Phase string
+	Err   error
+}
+
+func (e *Error) Error() string { return "loadgen: " + e.Phase + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Timing says when each handshake step completed, counted from the start of
+// the dial (each includes the steps before it).
+type Timing struct {
+	Connect  time.Duration // TCP connected
+	TLS      time.Duration // TLS handshake done
+	Response time.Duration // 200 head read
+	RA       time.Duration // Router Advertisement answering the solicitation parsed
+}
+
+// Session is one client connection that completed the IP-HTTPS handshake.
+type Session struct {
+	// ID is the number the session was dialled with.
+	ID int
+	// LinkLocal is the random link-local address the solicitation came from.
+	LinkLocal netip.Addr
+	// Prefix is the /64 the server advertised.
+	Prefix netip.Prefix
+	// Addr is the session's address: Prefix plus a random interface
+	// identifier, registered with the server by duplicate address detection.
+	Addr netip.Addr
+	// Timing is when each handshake step completed.
+	Timing Timing
+	// TLS names the negotiated version and key exchange.
+	TLS string
+	// UnsolicitedRAs counts advertisements to ff02::1 seen during the
+	// handshake (the server advertises on connect).
+	UnsolicitedRAs int
+
+	conn         net.Conn
+	r            *wire.Reader
+	writeTimeout time.Duration
+	wmu          sync.Mutex
+	closeOnce    sync.Once
+}
+
+// Dial opens session id: TCP (from the id's source address), TLS, the POST,
+// the 200 head, a Router Solicitation from a random link-local address and
+// the Router Advertisement answering it (sent to that address), then an
+// address from the advertised prefix and its duplicate address detection
+// probe (a Neighbor Solicitation from :: to the solicited-node address, with
+// which the server registers the address for the session, as with
+// internal/client). The probe's answer is not awaited: the interface
+// identifier is random, and packets sent afterwards on the same connection
+// reach the server after the probe. Failures are *Error.
+func (d *Dialer) Dial(ctx context.Context, id int) (_ *Session, err error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	nd := net.Dialer{}
+	if n := len(d.cfg.Sources); n > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: d.cfg.Sources[id%n].AsSlice()}
+	}
+	raw, err := nd.DialContext(ctx, "tcp", d.cfg.Server.String())
+	if err != nil {
+		return nil, &Error{PhaseConnect, err}
+	}
+	s := &Session{ID: id, writeTimeout: d.cfg.WriteTimeout}
+	s.Timing.Connect = time.Since(start)
+	defer func() {
+		if err != nil {
+			raw.Close()
+		}
+	}()
+	// The handshake deadline bounds every read and write below; a
+	// cancelled ctx ends them at once.
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	defer stop()
+
+	tc := tls.Client(raw, d.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, &Error{PhaseTLS, err}
+	}
+	s.Timing.TLS = time.Since(start)
+	cs := tc.ConnectionState()
+	s.TLS = tls.VersionName(cs.Version) + " " + cs.CurveID.String()
+	s.conn = tc
+
+	if _, err := tc.Write(wire.AppendRequest(nil, d.cfg.Path, d.cfg.Host)); err != nil {
+		return nil, &Error{PhaseRequest, err}
+	}
+	s.r = wire.NewReader(tc, wire.MaxPacket)
+	resp, err := s.r.ReadResponse(0)
+	if err != nil {
+		return nil, &Error{PhaseResponse, err}
+	}
+	if resp.Status != http.StatusOK {
+		return nil, &Error{PhaseResponse, fmt.Errorf("server answered %d %s", resp.Status, resp.Reason)}
+	}
+	s.Timing.Response = time.Since(start)
+
+	s.LinkLocal = withIID(netip.MustParseAddr("fe80::"), randomIID())
+	rs, err := packet.BuildICMPv6(s.LinkLocal, packet.AllRouters(), 255, &ndp.RouterSolicitation{})
+	if err == nil {
+		_, err = tc.Write(rs)
+	}
+	if err != nil {
+		return nil, &Error{PhaseRA, fmt.Errorf("sending the router solicitation: %w", err)}
+	}
+	if err := s.awaitRA(); err != nil {
+		return nil, &Error{PhaseRA, err}
+	}
+	s.Timing.RA = time.Since(start)
+
+	s.Addr = withIID(s.Prefix.Addr(), randomIID())
+	sn := packet.SolicitedNode(s.Addr)
+	ns, err := packet.BuildICMPv6(netip.IPv6Unspecified(), sn, 255, &ndp.NeighborSolicitation{TargetAddress: s.Addr})
+	if err == nil {
+		_, err = tc.Write(ns)
+	}
+	if err != nil {
+		return nil, &Error{PhaseDAD, err}
+	}
+	if !stop() {
+		return nil, &Error{PhaseDAD, ctx.Err()}
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return nil, &Error{PhaseDAD, err}
+	}
+	return s, nil
+}
+
+// awaitRA reads packets until the Router Advertisement sent to the
+// session's link-local address, which must offer a /64 prefix for
+// autoconfiguration.
+func (s *Session) awaitRA() error {
+	for {
+		pkt, err := s.r.Next()
+		if err != nil {
+			return err
+		}
+		if typ, ok := packet.ICMPv6Type(pkt); !ok || typ != packet.TypeRouterAdvertisement {
+			continue
+		}
+		m, err := packet.ParseND(pkt)
+		if err != nil {
+			return err
+		}
+		ra, ok := m.(*ndp.RouterAdvertisement)
+		if !ok {
+			continue
+		}
+		dst := packet.Dst(pkt)
+		if dst != s.LinkLocal {
+			s.UnsolicitedRAs++
+			continue
+		}
+		p, ok := slaacPrefix(ra)
+		if !ok {
+			return errors.New("the advertisement offers no /64 prefix for autoconfiguration")
+		}
+		s.Prefix = p
+		return nil
+	}
+}
+
+// slaacPrefix returns the first /64 an advertisement offers for
+// autoconfiguration.
+func slaacPrefix(ra *ndp.RouterAdvertisement) (netip.Prefix, bool) {
+	for _, o := range ra.Options {
+		pi, ok := o.(*ndp.PrefixInformation)
+		if ok && pi.AutonomousAddressConfiguration && pi.PrefixLength == 64 && pi.ValidLifetime > 0 &&
+			pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
+			return netip.PrefixFrom(pi.Prefix, 64).Masked(), true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// Send writes one IPv6 packet to the server, bounded by the write timeout.
+// It may be called concurrently with reads and other sends.
+func (s *Session) Send(pkt []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
+		return err
+	}
+	_, err := s.conn.Write(pkt)
+	return err
+}
+
+// Close closes the connection. It may be called more than once.
+func (s *Session) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.conn.Close() })
+	return err
+}
+
+// readUntil calls fn for every packet the server sends until ctx ends
+// (then it returns nil) or the connection fails. The packet is valid only
+// during the call. The session's reader is spent afterwards: only Close
+// remains.
+func (s *Session) readUntil(ctx context.Context, fn func(pkt []byte)) error {
+	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		pkt, err := s.r.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		fn(pkt)
+	}
+}
+
+// Hold reads and discards what the server sends (periodic advertisements)
+// until ctx ends, then returns the number of packets read and nil; or, if
+// the connection fails first, the error.
+func (s *Session) Hold(ctx context.Context) (packets int, err error) {
+	err = s.readUntil(ctx, func([]byte) { packets++ })
+	return packets, err
+}
+
+func randomIID() [8]byte {
+	var iid [8]byte
+	rand.Read(iid[:])
+	iid[0] &^= 0x02 // RFC 4291 "u" bit clear: not derived from a hardware address
+	return iid
+}
+
+func withIID(p netip.Addr, iid [8]byte) netip.Addr {
+	b := p.As16()
+	copy(b[8:], iid[:])
+	return netip.AddrFrom16(b)
+}
