@@ -19,8 +19,12 @@ type TryWriter interface {
 }
 
 // InlineMax is the most pending bytes an appending goroutine writes itself
-// (through a TryWriter, when no writer runs) instead of starting one.
-const InlineMax = 4 << 10
+// (through a TryWriter, when no writer runs and the last write is at least
+// InlineQuiet ago) instead of starting a writer goroutine.
+const (
+	InlineMax   = 4 << 10
+	InlineQuiet = time.Millisecond
+)
 
 // StallAfter is how long an Outbox's writer may go without finishing a write
 // before AppendBatchWait stops waiting for it.
@@ -230,7 +234,9 @@ func (o *Outbox) signal() {
 	if o.spawn.Load() {
 		o.mu.Lock()
 		start := !o.writing && !o.finished && !o.empty()
-		inline := start && o.tw != nil && len(*o.pending) <= InlineMax
+		// Inline only after a quiet spell: a burst of packets queued one
+		// by one must not turn into one write each.
+		inline := start && o.tw != nil && len(*o.pending) <= InlineMax && time.Since(o.progress) >= InlineQuiet
 		o.writing = o.writing || start
 		var (
 			buf  *[]byte

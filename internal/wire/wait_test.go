@@ -296,6 +296,7 @@ func TestOutboxInlineWrite(t *testing.T) {
 	o := NewOutboxPool(0, &sync.Pool{})
 	wait := goOutbox(o, f)
 	pkt := makePacket(100, 1)
+	time.Sleep(InlineQuiet)
 	if err := o.Append(pkt); err != nil {
 		t.Fatal(err)
 	}
@@ -334,8 +335,8 @@ func TestOutboxInlinePartialKeepsOrder(t *testing.T) {
 			}
 		}
 		want.Write(p)
-		if i%100 == 0 {
-			time.Sleep(time.Millisecond) // let the writer go idle now and then
+		if i%20 == 0 {
+			time.Sleep(2 * InlineQuiet) // let the writer go quiet now and then
 		}
 	}
 	o.Close()
