@@ -31,6 +31,7 @@ func newScaleCmd() *cobra.Command {
 		Sources:         2,
 		ResultsDir:      "bench/results",
 		MaxTime:         30 * time.Minute,
+		QuietWait:       2 * time.Minute,
 	}
 	var smoke bool
 	var logLevel string
@@ -56,9 +57,12 @@ It prints a markdown table (each target met or not), writes scale.json, scale.md
 logs to --results/<UTC timestamp>/, and with --doc replaces the text between
 <!-- scale:begin --> and <!-- scale:end --> in that file. The exit status is 1 when
 sessions fail to come up or are dropped, or packets are lost; targets not met are only
-reported. Run as root. A lock (/run/iphttps-bench-scale.lock) keeps runs apart;
-leftover ipbs-* namespaces of an aborted run are removed first; every process it starts
-is killed and every namespace removed at the end, on error and on SIGINT/SIGTERM.`,
+reported. Before the handshake and trickle phases it waits (--quiet-wait) for the machine
+to be quiet, since other work there distorts rates, latency and even loss.
+
+Run as root. A lock (/run/iphttps-bench-scale.lock) keeps runs apart; leftover ipbs-*
+namespaces of an aborted run are removed first; every process it starts is killed and
+every namespace removed at the end, on error and on SIGINT/SIGTERM.`,
 		Example: `  iphttps-bench scale --smoke --iphttps ./iphttps
   iphttps-bench scale --iphttps ./iphttps --doc docs/performance.md
   iphttps-bench scale --iphttps ./iphttps --sessions 20000 --handshakes 5000 --time 30s`,
@@ -114,6 +118,7 @@ is killed and every namespace removed at the end, on error and on SIGINT/SIGTERM
 	f.BoolVar(&smoke, "smoke", false, fmt.Sprintf("small run: %d sessions, %d handshakes, %d trickle sessions for %v (explicit flags win)",
 		smokeSessions, smokeHandshakes, smokeTrickle, smokeTime))
 	f.DurationVar(&o.MaxTime, "max-time", o.MaxTime, "bound of the whole run")
+	f.DurationVar(&o.QuietWait, "quiet-wait", o.QuietWait, "before the handshake and trickle phases, wait at most this long for other work on the machine to calm down (0: don't)")
 	f.StringVar(&logLevel, "log-level", "info", "progress log level on standard error: debug, info, warn or error")
 	cmd.MarkFlagRequired("iphttps")
 	cmd.AddCommand(newLoadgenCmd())

@@ -169,3 +169,26 @@ func linkInfo(ctx context.Context, ns, dev string) string {
 	l := links[0]
 	return fmt.Sprintf("mtu %d, qdisc %s, txqueuelen %d", l.MTU, l.Qdisc, l.TxQ)
 }
+
+// runDelay is the time the threads of process pid have spent runnable but
+// waiting for a CPU (second field of /proc/PID/task/TID/schedstat, summed
+// over the threads alive now); 0 if it cannot be read.
+func runDelay(pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var total uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				total += v
+			}
+		}
+	}
+	return time.Duration(total)
+}

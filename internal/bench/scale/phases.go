@@ -10,9 +10,36 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/bench/netbench"
 	"github.com/iphttps/iphttps/internal/bench/procstat"
 	"github.com/iphttps/iphttps/internal/loadgen"
 )
+
+// quietBusy is the machine busy time (percent of one CPU, other users
+// only: the server is idle then) below which a phase starts at once.
+const quietBusy = 40
+
+// waitQuiet waits, at most o.QuietWait, for other users of the machine to
+// calm down before a phase whose numbers they would distort.
+func (r *runner) waitQuiet(ctx context.Context, phase string) (netbench.Quiet, error) {
+	if r.o.QuietWait <= 0 {
+		return netbench.Quiet{}, nil
+	}
+	q, err := netbench.WaitQuiet(ctx, quietBusy, r.o.QuietWait)
+	if err != nil {
+		return q, err
+	}
+	if !q.Quiet {
+		r.log.Warn("the machine is busy with other work; measuring anyway", "phase", phase,
+			"busy_pct_of_one_cpu", fmt.Sprintf("%.0f", q.Busy), "waited", q.Waited.Round(time.Second))
+	} else if q.Waited > 2*time.Second {
+		r.log.Info("waited for a quiet machine", "phase", phase, "waited", q.Waited.Round(time.Second))
+	}
+	return q, nil
+}
+
+// minBaselineRate is the lowest rate of the baseline pings, per second.
+const minBaselineRate = 100
 
 // idlePhase opens o.Sessions sessions and holds them; over o.Time it
 // measures the server's and the generator's CPU, then their memory, and
@@ -186,10 +213,14 @@ func (r *runner) handshakePhase(ctx context.Context) error {
 	res := &PhaseCPU{}
 	r.res.Handshake = res
 	budget := openBudget(n) + time.Minute
+	var err error
+	if res.Quiet, err = r.waitQuiet(ctx, "handshake"); err != nil {
+		return err
+	}
 	r.log.Info("handshake phase", "sessions", n, "concurrency", r.o.Concurrency)
 	k0 := snapshotKernel(ctx)
 	defer func() { res.KernelCounters = moved(k0, snapshotKernel(ctx)) }()
-	s0 := cpuOf(r.server.pid)
+	s0, d0 := cpuOf(r.server.pid), runDelay(r.server.pid)
 	m0, _ := procstat.ReadMachine()
 	t0 := time.Now()
 	g, err := r.startLoadgen("loadgen-handshake", string(loadgen.ModeHandshake), budget, "--sessions", strconv.Itoa(n))
@@ -203,6 +234,7 @@ func (r *runner) handshakePhase(ctx context.Context) error {
 	}
 	wall := time.Since(t0)
 	s1 := cpuOf(r.server.pid)
+	res.ServerRunDelayMs = ms(runDelay(r.server.pid) - d0)
 	m1, _ := procstat.ReadMachine()
 	res.MachineBusyPercent = procstat.BusyPercent(m0, m1, r.res.Environment.CPUs)
 	done, err := g.await(ctx, "done", time.Minute, nil)
@@ -237,13 +269,20 @@ func (r *runner) tricklePhase(ctx context.Context) error {
 	r.res.Trickle = res
 	budget := openBudget(n) + r.o.Time + 2*time.Minute
 	rate := strconv.FormatFloat(r.o.TrickleRate, 'f', -1, 64)
+	// The baseline is one sender: at least 100 requests/s so that its p99
+	// rests on enough samples, still nothing beside the tunnel's load.
+	baseRate := strconv.FormatFloat(max(r.o.TrickleRate, minBaselineRate), 'f', -1, 64)
+	var err error
+	if res.Quiet, err = r.waitQuiet(ctx, "trickle"); err != nil {
+		return err
+	}
 	r.log.Info("trickle phase", "sessions", n, "rate_per_session", rate, "time", r.o.Time)
 	k0 := snapshotKernel(ctx)
 	g, err := r.startLoadgen("loadgen-trickle", string(loadgen.ModeTrickle), budget,
 		"--sessions", strconv.Itoa(n),
 		"--rate", rate, "--duration", r.o.Time.String(),
 		"--target", intranetV6,
-		"--baseline-target", intranetV6, "--baseline-rate", rate)
+		"--baseline-target", intranetV6, "--baseline-rate", baseRate)
 	if err != nil {
 		return err
 	}
@@ -255,13 +294,14 @@ func (r *runner) tricklePhase(ctx context.Context) error {
 	if up.Opened < n {
 		r.fail("trickle phase: only %d of %d sessions came up", up.Opened, n)
 	}
-	s0, t0 := cpuOf(r.server.pid), time.Now()
+	s0, d0, t0 := cpuOf(r.server.pid), runDelay(r.server.pid), time.Now()
 	m0, _ := procstat.ReadMachine()
 	done, err := g.await(ctx, "done", r.o.Time+time.Minute, nil)
 	if err != nil {
 		return err
 	}
 	wall := time.Since(t0)
+	res.ServerRunDelayMs = ms(runDelay(r.server.pid) - d0)
 	m1, _ := procstat.ReadMachine()
 	res.MachineBusyPercent = procstat.BusyPercent(m0, m1, r.res.Environment.CPUs)
 	res.KernelCounters = moved(k0, snapshotKernel(ctx))
@@ -287,8 +327,10 @@ func (r *runner) tricklePhase(ctx context.Context) error {
 		r.fail("trickle phase: %d session handshakes failed: %s", res.Open.Failed, strings.Join(res.Open.Errors, "; "))
 	}
 	if e.Lost > 0 || e.Sent < e.Planned || e.SendersFailed > 0 {
-		r.fail("trickle phase: %d of %d echo requests lost (%d planned, %d sessions with loss, %d failed)%s; kernel counters that moved: %v",
-			e.Lost, e.Sent, e.Planned, e.SendersWithLoss, e.SendersFailed, joinErrors(e.Errors), res.KernelCounters)
+		r.fail("trickle phase: %d of %d echo requests lost (%d planned, %d sessions with loss, %d failed)%s; kernel counters that moved: %v; "+
+			"server CPU %.0f%%, its threads waited %.0f ms for a CPU, machine busy %.0f%% of one CPU",
+			e.Lost, e.Sent, e.Planned, e.SendersWithLoss, e.SendersFailed, joinErrors(e.Errors), res.KernelCounters,
+			res.ServerCPUPercent, res.ServerRunDelayMs, res.MachineBusyPercent)
 	}
 	if b := res.Baseline; b == nil || b.Lost > 0 || b.SendersFailed > 0 {
 		if b == nil {
@@ -374,6 +416,9 @@ func (res *Result) checks() []Check {
 	}
 	return cs
 }
+
+// ms converts to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // joinErrors renders sample errors after a message.
 func joinErrors(errs []string) string {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/bench/netbench"
 	"github.com/iphttps/iphttps/internal/loadgen"
 )
 
@@ -96,7 +97,9 @@ type PhaseCPU struct {
 	ServerCPUPerOpMs   float64                 `json:"server_cpu_ms_per_session"`
 	LoadgenCPUPercent  float64                 `json:"loadgen_cpu_percent"`
 	MachineBusyPercent float64                 `json:"machine_busy_percent"`
+	ServerRunDelayMs   float64                 `json:"server_run_queue_wait_ms"`
 	KernelCounters     map[string]uint64       `json:"kernel_counters_moved,omitempty"`
+	Quiet              netbench.Quiet          `json:"quiet_before"`
 }
 
 // Trickle is the echo phase.
@@ -110,7 +113,9 @@ type Trickle struct {
 	ServerCPUPercent   float64                 `json:"server_cpu_percent"`
 	LoadgenCPUPercent  float64                 `json:"loadgen_cpu_percent"`
 	MachineBusyPercent float64                 `json:"machine_busy_percent"`
+	ServerRunDelayMs   float64                 `json:"server_run_queue_wait_ms"`
 	KernelCounters     map[string]uint64       `json:"kernel_counters_moved,omitempty"`
+	Quiet              netbench.Quiet          `json:"quiet_before"`
 }
 
 // ServerEnd is the server's state at the end of the run.
@@ -200,20 +205,22 @@ func (r *Result) notes() []string {
 	}
 	if h := r.Handshake; h != nil {
 		notes = append(notes, fmt.Sprintf("Handshakes: %d full TLS handshakes (%s, no resumption), concurrency %d, each closed after its RA; "+
-			"server CPU %.0f%% of one CPU (%.2f ms per session), load generator %.0f%%, machine busy %.0f%% of one CPU (other users included). "+
+			"server CPU %.0f%% of one CPU (%.2f ms per session), load generator %.0f%%, machine busy %.0f%% of one CPU (other users included), "+
+			"server threads waited %.0f ms runnable for a CPU%s. "+
 			"Time per handshake: connect p50 %.1f ms, TLS done p50 %.1f ms, 200 p50 %.1f ms, RA p50 %.1f ms.%s",
 			h.Report.Completed, h.Report.TLSVersion, h.Report.Concurrency, h.ServerCPUPercent, h.ServerCPUPerOpMs, h.LoadgenCPUPercent,
-			h.MachineBusyPercent, h.Report.Connect.P50, h.Report.TLS.P50, h.Report.Response.P50, h.Report.Total.P50,
+			h.MachineBusyPercent, h.ServerRunDelayMs, quietNote(h.Quiet), h.Report.Connect.P50, h.Report.TLS.P50, h.Report.Response.P50, h.Report.Total.P50,
 			countersNote(h.KernelCounters)))
 	}
 	if t := r.Trickle; t != nil && t.Echo != nil {
 		n := fmt.Sprintf("Trickle: %d sessions × %.0f echo requests/s × %s to %s in namespace %s, routed by the server host; "+
-			"server CPU %.0f%%, load generator %.0f%%, machine busy %.0f%% of one CPU (other users included). "+
+			"server CPU %.0f%%, load generator %.0f%%, machine busy %.0f%% of one CPU (other users included), server threads waited %.0f ms runnable for a CPU%s. "+
 			"RTT is taken in the load generator (TLS and framing on the client side included); each session's first request p50/p99 %.3f/%.3f ms, the others %.3f/%.3f ms.",
-			t.Echo.Senders, s.TrickleRate, s.Time, intranetV6, nsInt, t.ServerCPUPercent, t.LoadgenCPUPercent, t.MachineBusyPercent,
+			t.Echo.Senders, s.TrickleRate, s.Time, intranetV6, nsInt, t.ServerCPUPercent, t.LoadgenCPUPercent, t.MachineBusyPercent, t.ServerRunDelayMs, quietNote(t.Quiet),
 			t.Echo.FirstRTT.P50, t.Echo.FirstRTT.P99, t.Echo.LaterRTT.P50, t.Echo.LaterRTT.P99)
 		if t.Baseline != nil {
-			n += fmt.Sprintf(" Plain: the same echo requests at the same time from a raw ICMPv6 socket in %s over the veth and the server namespace's forwarding (no tunnel); added latency = tunnel minus plain at the same percentile.", nsCli)
+			n += fmt.Sprintf(" Plain: %d echo requests (every %s) to the same host at the same time from a raw ICMPv6 socket in %s, over the veth and the server namespace's forwarding (no tunnel); "+
+				"added latency = tunnel minus plain at the same percentile.", t.Baseline.Sent, t.Baseline.Interval, nsCli)
 		}
 		notes = append(notes, n+countersNote(t.KernelCounters))
 	}
@@ -221,6 +228,14 @@ func (r *Result) notes() []string {
 		notes = append(notes, fmt.Sprintf("Server log: %d warning/error lines, e.g. %s.", sv.LogProblems, strings.Join(quoteAll(sv.LogSamples), "; ")))
 	}
 	return notes
+}
+
+// quietNote says when a phase started on a machine busy with other work.
+func quietNote(q netbench.Quiet) string {
+	if q.Quiet || q.Waited == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; it started on a busy machine (others used %.0f%% of one CPU after a %s wait)", q.Busy, q.Waited.Round(time.Second))
 }
 
 // countersNote lists the kernel counters that moved in a phase.
@@ -233,7 +248,28 @@ func countersNote(m map[string]uint64) string {
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s +%d", k, m[k])
 	}
-	return " Kernel counters that moved: " + strings.Join(parts, ", ") + "."
+	note := " Kernel counters that moved: " + strings.Join(parts, ", ") + "."
+	if onlyProbes(m) {
+		note += " Every TCP retransmission was a tail loss probe (no segment was lost)."
+	}
+	return note
+}
+
+// onlyProbes reports whether TCP retransmitted in some namespace and, in
+// each, exactly as many segments as it sent tail loss probes.
+func onlyProbes(m map[string]uint64) bool {
+	seen := false
+	for k, v := range m {
+		ns, ok := strings.CutSuffix(k, " TcpRetransSegs")
+		if !ok {
+			continue
+		}
+		if m[ns+" TcpExtTCPLossProbes"] != v {
+			return false
+		}
+		seen = true
+	}
+	return seen
 }
 
 func quoteAll(xs []string) []string {

@@ -58,6 +58,9 @@ type Options struct {
 	Smoke bool
 	// MaxTime bounds the whole run.
 	MaxTime time.Duration
+	// QuietWait bounds the wait for a quiet machine before the handshake
+	// and trickle phases (0: no wait).
+	QuietWait time.Duration
 	// Log receives progress; Out the results table.
 	Log *slog.Logger
 	Out io.Writer

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/bench/netbench"
 	"github.com/iphttps/iphttps/internal/loadgen"
 	"github.com/iphttps/iphttps/internal/pki"
 )
@@ -177,7 +178,8 @@ func TestChecksAndMarkdown(t *testing.T) {
 			Echo:     &loadgen.EchoReport{Senders: 10, Planned: 300, Sent: 300, Received: 299, Lost: 1, RTT: loadgen.Dist{P50: 0.5, P99: 2}},
 			Baseline: &loadgen.EchoReport{Senders: 1, Sent: 30, Received: 30, RTT: loadgen.Dist{P50: 0.1, P99: 0.3}},
 			AddedP50: 0.4, AddedP99: 1.7,
-			KernelCounters: map[string]uint64{"ipbs-srv iphttps-srv tx_dropped": 1},
+			Quiet:          netbench.Quiet{Busy: 150, Waited: 2 * time.Minute},
+			KernelCounters: map[string]uint64{"ipbs-srv iphttps-srv tx_dropped": 1, "ipbs-srv TcpRetransSegs": 3, "ipbs-srv TcpExtTCPLossProbes": 3},
 		},
 	}
 	res.Checks = res.checks()
@@ -198,9 +200,25 @@ func TestChecksAndMarkdown(t *testing.T) {
 		}
 	}
 	md := res.Markdown()
-	for _, want := range []string{"| Metric | Result | Target | Status |", "| Trickle loss | 1 of 300", "checkout abc", "iphttps-srv tx_dropped +1", "0.400 / 1.700 ms"} {
+	for _, want := range []string{"| Metric | Result | Target | Status |", "| Trickle loss | 1 of 300", "checkout abc", "iphttps-srv tx_dropped +1", "0.400 / 1.700 ms", "tail loss probe", "started on a busy machine (others used 150% of one CPU after a 2m0s wait)"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestOnlyProbes(t *testing.T) {
+	for _, c := range []struct {
+		m    map[string]uint64
+		want bool
+	}{
+		{nil, false},
+		{map[string]uint64{"a TcpRetransSegs": 2, "a TcpExtTCPLossProbes": 2, "b TcpRetransSegs": 1, "b TcpExtTCPLossProbes": 1}, true},
+		{map[string]uint64{"a TcpRetransSegs": 3, "a TcpExtTCPLossProbes": 2}, false},
+		{map[string]uint64{"a TcpExtTCPLossProbes": 2}, false},
+	} {
+		if got := onlyProbes(c.m); got != c.want {
+			t.Errorf("onlyProbes(%v) = %v", c.m, got)
 		}
 	}
 }
