@@ -63,9 +63,11 @@ func TestOutboxConcurrent(t *testing.T) {
 			o = NewOutbox(MaxPacket)
 		}
 		var out bytes.Buffer
-		wait := runOutbox(o, &out)
+		var wait func() error
 		if spawn {
 			wait = goOutbox(o, &out)
+		} else {
+			wait = runOutbox(o, &out)
 		}
 
 		var wg sync.WaitGroup
