@@ -30,7 +30,7 @@ import (
 type counters struct {
 	sessionsTotal, sessionsActive, handshakeFailures, refusedFull atomic.Uint64
 	badRequest, notFound, badMethod                               atomic.Uint64
-	dropTruncated, dropOutboxFull                                 atomic.Uint64
+	dropTruncated                                                 atomic.Uint64
 	tunWriteErrors, tunReadErrors                                 atomic.Uint64
 }
 
@@ -308,7 +308,6 @@ func (s *Server) counters() map[string]uint64 {
 		"http_404":           s.c.notFound.Load(),
 		"http_405":           s.c.badMethod.Load(),
 		"drop_truncated":     s.c.dropTruncated.Load(),
-		"drop_outbox_full":   s.c.dropOutboxFull.Load(),
 		"tun_write_errors":   s.c.tunWriteErrors.Load(),
 		"tun_read_errors":    s.c.tunReadErrors.Load(),
 	}
