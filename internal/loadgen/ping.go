@@ -66,28 +66,13 @@ func Ping(ctx context.Context, o EchoOptions, start time.Time) EchoResult {
 	dst := &net.IPAddr{IP: o.Target.AsSlice()}
 	payload := echoPayload(pingSession, o.Payload)
 	msg := make([]byte, 0, icmpEchoHeaderLen+len(payload))
-	sent, err := pace(ctx, start, o.Interval, o.Count, func(seq int) error {
-		msg = appendEchoMessage(msg[:0], ident, uint16(seq), payload) // the kernel fills in the checksum
-		book.stamp(seq)
-		if _, err := conn.WriteToIP(msg, dst); err != nil {
-			return fmt.Errorf("sending echo request %d: %w", seq, err)
-		}
-		return nil
-	})
-	if err == nil {
-		book.waitReplies(ctx, sent, o.Grace)
-	}
-	stopReading()
-	rerr := <-readErr
-	res := book.res
-	res.Sent = sent
-	switch {
-	case err != nil:
-		res.Err = err
-	case rerr != nil:
-		res.Err = fmt.Errorf("reading replies: %w", rerr)
-	}
-	return res
+	return book.exchange(ctx, o, start,
+		func(seq int) { msg = appendEchoMessage(msg[:0], ident, uint16(seq), payload) }, // the kernel fills in the checksum
+		func() error {
+			_, err := conn.WriteToIP(msg, dst)
+			return err
+		},
+		stopReading, readErr)
 }
 
 // addrFromIP converts a received source address.

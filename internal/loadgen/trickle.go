@@ -124,6 +124,38 @@ func (b *echoBook) waitReplies(ctx context.Context, sent int, grace time.Duratio
 	}
 }
 
+// exchange runs one sender's requests and returns its result: o.Count
+// requests paced from start (see pace), each made ready by prepare(seq),
+// stamped in the book and sent by send; then, unless sending failed, the
+// wait of up to o.Grace for the replies. Last it stops the receiving
+// goroutine (stopReading) and takes its error from readErr. The result's
+// Err is the sending error, else the receiving one.
+func (b *echoBook) exchange(ctx context.Context, o EchoOptions, start time.Time,
+	prepare func(seq int), send func() error, stopReading func(), readErr <-chan error) EchoResult {
+	sent, err := pace(ctx, start, o.Interval, o.Count, func(seq int) error {
+		prepare(seq)
+		b.stamp(seq)
+		if err := send(); err != nil {
+			return fmt.Errorf("sending echo request %d: %w", seq, err)
+		}
+		return nil
+	})
+	if err == nil {
+		b.waitReplies(ctx, sent, o.Grace)
+	}
+	stopReading()
+	rerr := <-readErr
+	res := b.res
+	res.Sent = sent
+	switch {
+	case err != nil:
+		res.Err = err
+	case rerr != nil:
+		res.Err = fmt.Errorf("reading replies: %w", rerr)
+	}
+	return res
+}
+
 // pace sends count requests through send, the first at start plus a random
 // phase within one interval (so many senders spread out), then one each
 // interval. It returns how many went out, and the error that stopped it.
@@ -179,27 +211,11 @@ func (s *Session) Trickle(ctx context.Context, o EchoOptions, start time.Time) E
 	}()
 
 	req := buildEchoRequest(s.Addr, o.Target, ident, 0, echoPayload(uint32(s.ID), o.Payload))
-	sent, err := pace(ctx, start, o.Interval, o.Count, func(seq int) error {
-		setEchoSeq(req, uint16(seq))
-		book.stamp(seq)
-		if err := s.Send(req); err != nil {
-			return fmt.Errorf("sending echo request %d: %w", seq, err)
-		}
-		return nil
-	})
-	if err == nil {
-		book.waitReplies(ctx, sent, o.Grace)
-	}
-	stopReading()
-	rerr := <-readErr
-	res := book.res
-	res.Sent = sent
-	switch {
-	case err != nil:
-		res.Err = err
-	case rerr != nil:
-		res.Err = fmt.Errorf("reading replies: %w", rerr)
-	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled):
+	res := book.exchange(ctx, o, start,
+		func(seq int) { setEchoSeq(req, uint16(seq)) },
+		func() error { return s.Send(req) },
+		stopReading, readErr)
+	if res.Err == nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		res.Err = ctx.Err()
 	}
 	return res

@@ -13,6 +13,28 @@ import (
 	"strings"
 )
 
+// PerformanceTemplate is docs/performance.md as created when it does not
+// exist: an introduction and the generated sections of both benchmarks,
+// "throughput" and "scale".
+const PerformanceTemplate = `# Performance
+
+The figures below are measured on one machine by ` + "`bench/run`" + `, in network
+namespaces joined by a veth pair, and regenerated with
+` + "`bench/run throughput --doc docs/performance.md`" + ` (and ` + "`bench/run scale --doc ...`" + `).
+Everything between the ` + "`begin`/`end`" + ` markers is overwritten by the benchmark; write
+commentary outside them.
+
+## Throughput, latency and CPU
+
+<!-- throughput:begin -->
+<!-- throughput:end -->
+
+## Scale
+
+<!-- scale:begin -->
+<!-- scale:end -->
+`
+
 // Markers returns the begin and end marker lines of section name.
 func Markers(name string) (begin, end string) {
 	return "<!-- " + name + ":begin -->", "<!-- " + name + ":end -->"

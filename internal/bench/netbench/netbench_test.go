@@ -1,21 +1,15 @@
 package netbench
 
 import (
+	"bufio"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
-
-func TestParseStatPPID(t *testing.T) {
-	pp, err := parseStatPPID("42 (a (b) c) S 7 42 42 0 -1\n")
-	if err != nil || pp != 7 {
-		t.Fatalf("ppid %d, %v", pp, err)
-	}
-	if _, err := parseStatPPID("42 (x"); err == nil {
-		t.Fatal("malformed line accepted")
-	}
-}
 
 func TestDescendantsAndSince(t *testing.T) {
 	parents := map[int]int{10: 1, 11: 10, 12: 11, 13: 10, 20: 1}
@@ -66,4 +60,45 @@ func TestLock(t *testing.T) {
 		t.Fatalf("lock after release: %v", err)
 	}
 	r2()
+}
+
+func TestStartPipesEnvKill(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "p.log")
+	p, err := Start(context.Background(), "echo", Spec{
+		Argv: []string{"sh", "-c", `echo "$NETBENCH_TEST"; read line; echo "$line" >&2`}, Lifetime: 10 * time.Second,
+		Env: []string{"NETBENCH_TEST=from env"}, Log: log, Pipes: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(p.Stdout()).ReadString('\n')
+	if err != nil || line != "from env\n" {
+		t.Fatalf("stdout %q, %v", line, err)
+	}
+	if p.ExitStatus() != "" {
+		t.Fatalf("exit status %q while running", p.ExitStatus())
+	}
+	fmt.Fprintln(p.Stdin(), "to stderr")
+	p.Stdin().Close()
+	if err := p.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Stdout().Close()
+	if p.ExitStatus() != "exit status 0" {
+		t.Fatalf("exit status %q", p.ExitStatus())
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "\nto stderr\n") {
+		t.Fatalf("log:\n%s", b)
+	}
+
+	p, err = Start(context.Background(), "sleep", Spec{Argv: []string{"sleep", "60"}, Lifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Exited() || p.ExitStatus() != "signal: killed" || p.Wait(context.Background()) == nil {
+		t.Fatalf("after Kill: exited %v, %q", p.Exited(), p.ExitStatus())
+	}
 }

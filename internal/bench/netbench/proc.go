@@ -22,6 +22,13 @@ type Spec struct {
 	// the file Log (appended), or is discarded if Log is empty too.
 	Stdout, Stderr io.Writer
 	Log            string
+	// Pipes connects the process's standard input and output to pipes
+	// whose other ends are Proc.Stdin and Proc.Stdout; Stdin and Stdout
+	// must be nil then. They are plain pipes, not exec's, so that Wait does
+	// not close the read end before everything written has been read.
+	Pipes bool
+	// Env is added to the benchmark's environment.
+	Env []string
 }
 
 // Proc is a process started by Start. With a namespace it runs as
@@ -37,6 +44,8 @@ type Proc struct {
 	done  chan struct{}
 	err   error // Wait's result, valid once done is closed
 	began time.Time
+	stdin io.WriteCloser // with Spec.Pipes
+	out   io.ReadCloser  // with Spec.Pipes
 }
 
 // command builds the exec.Cmd for argv inside ns, bounded by ctx: when ctx
@@ -63,15 +72,45 @@ func Start(ctx context.Context, name string, s Spec) (*Proc, error) {
 	if s.Lifetime <= 0 {
 		return nil, fmt.Errorf("start %s: no lifetime bound", name)
 	}
+	if s.Pipes && (s.Stdin != nil || s.Stdout != nil) {
+		return nil, fmt.Errorf("start %s: pipes and Stdin or Stdout given", name)
+	}
 	lctx, cancel := context.WithTimeout(ctx, s.Lifetime)
 	cmd := command(lctx, s.NS, s.Argv)
+	if len(s.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.Env...)
+	}
 	cmd.Stdin = s.Stdin
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	// ours are the pipe ends of the benchmark, theirs the process's, closed
+	// here once it has started.
+	var ours, theirs []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	if s.Pipes {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("start %s: stdin pipe: %w", name, err)
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			cancel()
+			closeAll([]*os.File{inR, inW})
+			return nil, fmt.Errorf("start %s: stdout pipe: %w", name, err)
+		}
+		cmd.Stdin, cmd.Stdout = inR, outW
+		ours, theirs = []*os.File{inW, outR}, []*os.File{inR, outW}
+	}
 	var logf *os.File
-	if s.Log != "" && (s.Stdout == nil || s.Stderr == nil) {
+	if s.Log != "" && (cmd.Stdout == nil || cmd.Stderr == nil) {
 		f, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			cancel()
+			closeAll(append(ours, theirs...))
 			return nil, fmt.Errorf("start %s: log file: %w", name, err)
 		}
 		fmt.Fprintf(f, "=== %s: starting %s in namespace %q: %s\n", time.Now().Format(time.RFC3339Nano), name, s.NS, strings.Join(s.Argv, " "))
@@ -83,14 +122,20 @@ func Start(ctx context.Context, name string, s Spec) (*Proc, error) {
 			cmd.Stderr = f
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	closeAll(theirs)
+	if err != nil {
 		cancel()
+		closeAll(ours)
 		if logf != nil {
 			logf.Close()
 		}
 		return nil, fmt.Errorf("start %s (%s): %w", name, s.Argv[0], err)
 	}
 	p := &Proc{Name: name, Argv: s.Argv, cmd: cmd, log: logf, done: make(chan struct{}), began: time.Now()}
+	if s.Pipes {
+		p.stdin, p.out = ours[0], ours[1]
+	}
 	go func() {
 		p.err = cmd.Wait()
 		cancel()
@@ -105,6 +150,19 @@ func Start(ctx context.Context, name string, s Spec) (*Proc, error) {
 
 // PID is the process ID (that of the program itself, see Proc).
 func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Started is when the process was started.
+func (p *Proc) Started() time.Time { return p.began }
+
+// Stdin is the write end of the pipe to the process's standard input, nil
+// without Spec.Pipes. Closing it is the caller's business.
+func (p *Proc) Stdin() io.WriteCloser { return p.stdin }
+
+// Stdout is the read end of the pipe from the process's standard output,
+// nil without Spec.Pipes. It reaches end of file once the process (and
+// whatever inherited it) has closed it; closing it is the caller's
+// business.
+func (p *Proc) Stdout() io.ReadCloser { return p.out }
 
 // Done is closed once the process has ended and been reaped.
 func (p *Proc) Done() <-chan struct{} { return p.done }
@@ -139,6 +197,15 @@ func (p *Proc) CPU() time.Duration {
 	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 }
 
+// ExitStatus says how the process ended, as os.ProcessState does ("exit
+// status 1", "signal: killed"); "" while it runs.
+func (p *Proc) ExitStatus() string {
+	if !p.Exited() {
+		return ""
+	}
+	return p.exitString()
+}
+
 func (p *Proc) exitString() string {
 	if st := p.cmd.ProcessState; st != nil {
 		return st.String()
@@ -168,6 +235,15 @@ func (p *Proc) Stop(grace time.Duration) error {
 	case <-p.done:
 		return nil
 	case <-time.After(grace):
+	}
+	return p.Kill()
+}
+
+// Kill kills the process group (SIGKILL) at once and waits up to 5 s for
+// the process to end. It returns an error only if the process survived.
+func (p *Proc) Kill() error {
+	if p.Exited() {
+		return nil
 	}
 	_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
 	select {

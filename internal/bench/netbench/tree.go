@@ -1,11 +1,9 @@
 package netbench
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -62,11 +60,7 @@ func allParents() (map[int]int, error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // ended meanwhile
-		}
-		if pp, err := parseStatPPID(string(b)); err == nil {
+		if pp, err := procstat.ParentPID(pid); err == nil { // else ended meanwhile
 			parents[pid] = pp
 		}
 	}
@@ -84,20 +78,6 @@ func descendants(root int, parents map[int]int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
-}
-
-// parseStatPPID extracts the parent PID (field 4) of a /proc/PID/stat
-// line, whose command name (field 2) may hold spaces and parentheses.
-func parseStatPPID(s string) (int, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc stat line")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0, errors.New("short /proc stat line")
-	}
-	return strconv.Atoi(f[1])
 }
 
 // StopTree stops p like Stop and then kills (SIGKILL) what is left of the

@@ -26,16 +26,45 @@ func CPUTime(pid int) (time.Duration, error) {
 	return parseStatCPU(string(b))
 }
 
-// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc/PID/stat
-// line; the command name (field 2) may hold spaces and parentheses.
-func parseStatCPU(s string) (time.Duration, error) {
+// ParentPID is the process ID of a process's parent.
+func ParentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatPPID(string(b))
+}
+
+// statFields returns the fields of a /proc/PID/stat line after the command
+// name (field 2), which may hold spaces and parentheses: the state (field
+// 3) is the first. It fails if there are fewer than n.
+func statFields(s string, n int) ([]string, error) {
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("procstat: malformed stat line")
+		return nil, fmt.Errorf("procstat: malformed stat line")
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("procstat: short stat line")
+	if len(f) < n {
+		return nil, fmt.Errorf("procstat: short stat line")
+	}
+	return f, nil
+}
+
+// parseStatPPID reads the parent PID (field 4) of a /proc/PID/stat line.
+func parseStatPPID(s string) (int, error) {
+	f, err := statFields(s, 2)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[1])
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc/PID/stat
+// line.
+func parseStatCPU(s string) (time.Duration, error) {
+	f, err := statFields(s, 13)
+	if err != nil {
+		return 0, err
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)

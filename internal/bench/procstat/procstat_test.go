@@ -20,6 +20,16 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseStatPPID(t *testing.T) {
+	pp, err := parseStatPPID("42 (a (b) c) S 7 42 42 0 -1\n")
+	if err != nil || pp != 7 {
+		t.Fatalf("ppid %d, %v", pp, err)
+	}
+	if _, err := parseStatPPID("42 (x"); err == nil {
+		t.Fatal("malformed line accepted")
+	}
+}
+
 func TestSelf(t *testing.T) {
 	rss, err := RSS(os.Getpid())
 	if err != nil || rss < 1<<20 {
@@ -27,6 +37,9 @@ func TestSelf(t *testing.T) {
 	}
 	if _, err := CPUTime(os.Getpid()); err != nil {
 		t.Fatal(err)
+	}
+	if pp, err := ParentPID(os.Getpid()); err != nil || pp != os.Getppid() {
+		t.Fatalf("parent %d, %v; want %d", pp, err, os.Getppid())
 	}
 	a, err := ReadMachine()
 	if err != nil {

@@ -57,7 +57,7 @@ func (r *runner) idlePhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer g.c.kill()
+	defer g.p.Kill()
 	var samples []progressSample
 	up, err := g.await(ctx, "up", budget, func(e loadgen.Event) {
 		samples = append(samples, progressSample{e.At, e.Opened})
@@ -80,24 +80,24 @@ func (r *runner) idlePhase(ctx context.Context) error {
 	}
 
 	r.log.Info("idle phase: measuring CPU", "window", r.o.Time)
-	s0, g0 := cpuOf(r.server.pid), cpuOf(g.c.pid)
+	s0, g0 := cpuOf(r.server.PID()), cpuOf(g.p.PID())
 	m0, _ := procstat.ReadMachine()
 	t0 := time.Now()
 	if err := sleep(ctx, r.o.Time); err != nil {
 		return err
 	}
-	s1, g1 := cpuOf(r.server.pid), cpuOf(g.c.pid)
+	s1, g1 := cpuOf(r.server.PID()), cpuOf(g.p.PID())
 	m1, _ := procstat.ReadMachine()
 	wall := time.Since(t0)
 	res.WindowSeconds = wall.Seconds()
 	res.ServerCPUPercent = procstat.Percent(s1-s0, wall)
 	res.LoadgenCPUPercent = procstat.Percent(g1-g0, wall)
 	res.MachineBusyPercent = procstat.BusyPercent(m0, m1, r.res.Environment.CPUs)
-	if res.ServerRSSWith, err = procstat.RSS(r.server.pid); err != nil {
+	if res.ServerRSSWith, err = procstat.RSS(r.server.PID()); err != nil {
 		return fmt.Errorf("server RSS: %w", err)
 	}
-	res.LoadgenRSS, _ = procstat.RSS(g.c.pid)
-	res.ServerTCPSocketsInUse = tcpInUse(r.server.pid)
+	res.LoadgenRSS, _ = procstat.RSS(g.p.PID())
+	res.ServerTCPSocketsInUse = tcpInUse(r.server.PID())
 	c, err := serverCounters(ctx, r.o.IPHTTPS, r.sock)
 	if err != nil {
 		return err
@@ -114,13 +114,13 @@ func (r *runner) idlePhase(ctx context.Context) error {
 	}
 	r.memoryBreakdown(res, samples, t0.Add(wall))
 
-	g.c.stdin.Close() // ends the hold
+	g.p.Stdin().Close() // ends the hold
 	done, err := g.await(ctx, "done", 2*time.Minute, nil)
 	if err != nil {
 		return err
 	}
 	res.Open, res.Hold = done.Report.Handshake, done.Report.Hold
-	if err := g.c.wait(time.Minute); err != nil {
+	if err := waitExit(g.p, time.Minute); err != nil {
 		r.fail("idle phase: load generator: %v", err)
 	}
 	if res.Hold != nil && res.Hold.Dropped > 0 {
@@ -146,7 +146,7 @@ func (r *runner) memoryBreakdown(res *IdleResult, samples []progressSample, end 
 	f.Close()
 	var xs, heap, stacks []float64
 	for _, p := range pts {
-		at := r.server.began.Add(p.At)
+		at := r.server.Started().Add(p.At)
 		if at.After(end) {
 			break
 		}
@@ -220,28 +220,28 @@ func (r *runner) handshakePhase(ctx context.Context) error {
 	r.log.Info("handshake phase", "sessions", n, "concurrency", r.o.Concurrency)
 	k0 := snapshotKernel(ctx)
 	defer func() { res.KernelCounters = moved(k0, snapshotKernel(ctx)) }()
-	s0, d0 := cpuOf(r.server.pid), runDelay(r.server.pid)
+	s0, d0 := cpuOf(r.server.PID()), runDelay(r.server.PID())
 	m0, _ := procstat.ReadMachine()
 	t0 := time.Now()
 	g, err := r.startLoadgen("loadgen-handshake", string(loadgen.ModeHandshake), budget, "--sessions", strconv.Itoa(n))
 	if err != nil {
 		return err
 	}
-	defer g.c.kill()
+	defer g.p.Kill()
 	up, err := g.await(ctx, "up", budget, nil)
 	if err != nil {
 		return err
 	}
 	wall := time.Since(t0)
-	s1 := cpuOf(r.server.pid)
-	res.ServerRunDelayMs = ms(runDelay(r.server.pid) - d0)
+	s1 := cpuOf(r.server.PID())
+	res.ServerRunDelayMs = ms(runDelay(r.server.PID()) - d0)
 	m1, _ := procstat.ReadMachine()
 	res.MachineBusyPercent = procstat.BusyPercent(m0, m1, r.res.Environment.CPUs)
 	done, err := g.await(ctx, "done", time.Minute, nil)
 	if err != nil {
 		return err
 	}
-	if err := g.c.wait(time.Minute); err != nil {
+	if err := waitExit(g.p, time.Minute); err != nil {
 		r.fail("handshake phase: load generator: %v", err)
 	}
 	res.Report = done.Report.Handshake
@@ -286,7 +286,7 @@ func (r *runner) tricklePhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer g.c.kill()
+	defer g.p.Kill()
 	up, err := g.await(ctx, "up", budget, nil)
 	if err != nil {
 		return err
@@ -294,21 +294,21 @@ func (r *runner) tricklePhase(ctx context.Context) error {
 	if up.Opened < n {
 		r.fail("trickle phase: only %d of %d sessions came up", up.Opened, n)
 	}
-	s0, d0, t0 := cpuOf(r.server.pid), runDelay(r.server.pid), time.Now()
+	s0, d0, t0 := cpuOf(r.server.PID()), runDelay(r.server.PID()), time.Now()
 	m0, _ := procstat.ReadMachine()
 	done, err := g.await(ctx, "done", r.o.Time+time.Minute, nil)
 	if err != nil {
 		return err
 	}
 	wall := time.Since(t0)
-	res.ServerRunDelayMs = ms(runDelay(r.server.pid) - d0)
+	res.ServerRunDelayMs = ms(runDelay(r.server.PID()) - d0)
 	m1, _ := procstat.ReadMachine()
 	res.MachineBusyPercent = procstat.BusyPercent(m0, m1, r.res.Environment.CPUs)
 	res.KernelCounters = moved(k0, snapshotKernel(ctx))
 	res.Seconds = wall.Seconds()
-	res.ServerCPUPercent = procstat.Percent(cpuOf(r.server.pid)-s0, wall)
+	res.ServerCPUPercent = procstat.Percent(cpuOf(r.server.PID())-s0, wall)
 	res.LoadgenCPUPercent = procstat.Percent(time.Duration((done.CPUSeconds-up.CPUSeconds)*float64(time.Second)), wall)
-	if err := g.c.wait(time.Minute); err != nil {
+	if err := waitExit(g.p, time.Minute); err != nil {
 		r.fail("trickle phase: load generator: %v", err)
 	}
 	rep := done.Report

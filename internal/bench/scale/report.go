@@ -2,7 +2,6 @@ package scale
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -294,55 +293,9 @@ func (r *Result) writeFiles(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "scale.md"), []byte(r.Markdown()), 0o644)
 }
 
-// Markers of the scale section in docs/performance.md.
-const (
-	docBegin = "<!-- scale:begin -->"
-	docEnd   = "<!-- scale:end -->"
-)
-
-// docSkeleton is docs/performance.md when nobody has written it yet.
-const docSkeleton = `# Performance
-
-Benchmark results of iphttps, written by ` + "`iphttps-bench`" + ` (see bench/run).
-
-<!-- throughput:begin -->
-<!-- throughput:end -->
-
-<!-- scale:begin -->
-<!-- scale:end -->
-`
-
-// updateDoc replaces the text between the scale markers of the document at
-// path with body, creating the document with both sections when missing.
-func updateDoc(path, body string) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b, err = []byte(docSkeleton), nil
-	}
-	if err != nil {
-		return err
-	}
-	out, err := replaceBetween(string(b), docBegin, docEnd, body)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return os.WriteFile(path, []byte(out), 0o644)
-}
-
-// replaceBetween replaces what lies between the first begin marker and the
-// end marker after it, keeping both markers on their own lines.
-func replaceBetween(doc, begin, end, body string) (string, error) {
-	i := strings.Index(doc, begin)
-	if i < 0 {
-		return "", fmt.Errorf("no %s marker", begin)
-	}
-	j := strings.Index(doc[i+len(begin):], end)
-	if j < 0 {
-		return "", fmt.Errorf("no %s marker after %s", end, begin)
-	}
-	j += i + len(begin)
-	return doc[:i+len(begin)] + "\n" + strings.TrimRight(body, "\n") + "\n" + doc[j:], nil
-}
+// docSection is the section of docs/performance.md that the scale
+// benchmark fills (see package docsection).
+const docSection = "scale"
 
 // printTable writes the table to w.
 func (r *Result) printTable(w io.Writer) {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/bench/docsection"
+	"github.com/iphttps/iphttps/internal/bench/netbench"
 	"github.com/iphttps/iphttps/internal/bench/procstat"
 	"github.com/iphttps/iphttps/internal/lab"
 	"github.com/iphttps/iphttps/internal/loadgen"
@@ -102,6 +104,10 @@ func (o Options) check() (Options, error) {
 	return o, nil
 }
 
+// lockPath is the lock that keeps two scale runs from sharing namespaces; the
+// throughput benchmark takes another, so both can run at the same time.
+const lockPath = "/run/iphttps-bench-scale.lock"
+
 // workDirPattern names the temporary directory of a run (control socket,
 // certificate).
 const workDirPattern = "iphttps-bench-scale-*"
@@ -114,8 +120,8 @@ type runner struct {
 	work     string // control socket and certificate
 	sock     string
 	pem      string
-	server   *child
-	children []*child
+	server   *netbench.Proc
+	children []*netbench.Proc
 	rss0     uint64
 	res      *Result
 }
@@ -137,7 +143,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, errors.New("ip(8) not found: install iproute2")
 	}
-	release, err := acquireLock(lockPath)
+	release, err := netbench.Lock(lockPath)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.log.Info("results written", "dir", r.dir)
 	if o.Doc != "" {
-		if err := updateDoc(o.Doc, r.res.Markdown()); err != nil {
+		if err := docsection.UpdateFile(o.Doc, docSection, r.res.Markdown(), docsection.PerformanceTemplate); err != nil {
 			return r.res, fmt.Errorf("updating %s: %w", o.Doc, err)
 		}
 		r.log.Info("scale section updated", "doc", o.Doc)
@@ -276,16 +282,15 @@ func (r *runner) startServer(ctx context.Context) error {
 	}
 	logPath := filepath.Join(r.dir, "server.log")
 	r.log.Info("starting the server", "namespace", nsSrv, "log", logPath)
-	c, err := startChild(childSpec{name: "server", ns: nsSrv, argv: argv, env: []string{"GODEBUG=gctrace=1"}, logPath: logPath})
+	p, err := r.start("server", netbench.Spec{NS: nsSrv, Argv: argv, Env: []string{"GODEBUG=gctrace=1"}, Log: logPath})
 	if err != nil {
 		return err
 	}
-	r.server = c
-	r.children = append(r.children, c)
+	r.server = p
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if c.exited() {
-			return fmt.Errorf("the server exited at start: %v; its log ends:\n%s", exitText(c.err), lab.LogTail(logPath, 15))
+		if p.Exited() {
+			return fmt.Errorf("the server exited at start: %v; its log ends:\n%s", p.ExitStatus(), lab.LogTail(logPath, 15))
 		}
 		if _, err := os.Stat(r.pem); err == nil {
 			if _, err := serverCounters(ctx, r.o.IPHTTPS, r.sock); err == nil {
@@ -303,15 +308,15 @@ func (r *runner) startServer(ctx context.Context) error {
 	if env.Certificate, err = certKind(r.pem); err != nil {
 		return fmt.Errorf("the server's self-signed certificate: %w", err)
 	}
-	if env.ServerFDLimit, err = fdLimit(c.pid); err != nil {
+	if env.ServerFDLimit, err = fdLimit(p.PID()); err != nil {
 		return fmt.Errorf("the server's open-file limit: %w", err)
 	}
 	env.ServerTUN = linkInfo(ctx, nsSrv, tunName)
-	r.log.Info("server up", "pid", c.pid, "certificate", env.Certificate, "open_files", env.ServerFDLimit, "tun", env.ServerTUN)
+	r.log.Info("server up", "pid", p.PID(), "certificate", env.Certificate, "open_files", env.ServerFDLimit, "tun", env.ServerTUN)
 	if err := sleep(ctx, 2*time.Second); err != nil { // let start-up settle
 		return err
 	}
-	if r.rss0, err = procstat.RSS(c.pid); err != nil {
+	if r.rss0, err = procstat.RSS(p.PID()); err != nil {
 		return fmt.Errorf("server RSS: %w", err)
 	}
 	return nil
@@ -331,7 +336,7 @@ func (r *runner) phases(ctx context.Context) {
 			r.fail("%s phase: %v", p.name, err)
 			return
 		}
-		if r.server.exited() {
+		if r.server.Exited() {
 			return // finish reports it
 		}
 	}
@@ -340,8 +345,8 @@ func (r *runner) phases(ctx context.Context) {
 // finish reads the server's final counters and log and stops it.
 func (r *runner) finish(ctx context.Context) {
 	sv := &r.res.Server
-	if r.server.exited() {
-		sv.UnexpectedExit = exitText(r.server.err)
+	if r.server.Exited() {
+		sv.UnexpectedExit = r.server.ExitStatus()
 		r.fail("the server exited during the run: %s; its log ends:\n%s", sv.UnexpectedExit, lab.LogTail(filepath.Join(r.dir, "server.log"), 15))
 	} else {
 		if c, err := serverCounters(ctx, r.o.IPHTTPS, r.sock); err == nil {
@@ -349,7 +354,13 @@ func (r *runner) finish(ctx context.Context) {
 		} else {
 			r.log.Warn("final server counters", "err", err)
 		}
-		if err := r.server.stop(15 * time.Second); err != nil {
+		// SIGTERM, then after 15 s the process group is killed; how it
+		// ended is worth a warning unless it exited with status 0.
+		err := r.server.Stop(15 * time.Second)
+		if err == nil {
+			err = r.server.Wait(context.Background())
+		}
+		if err != nil {
 			r.log.Warn("stopping the server", "err", err)
 		}
 	}
@@ -362,8 +373,8 @@ func (r *runner) finish(ctx context.Context) {
 // teardown kills what is still running and removes the namespaces and the
 // work directory, whatever happened.
 func (r *runner) teardown() {
-	for _, c := range r.children {
-		c.kill()
+	for _, p := range r.children {
+		_ = p.Kill()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -372,6 +383,33 @@ func (r *runner) teardown() {
 	}
 	if r.work != "" {
 		os.RemoveAll(r.work)
+	}
+}
+
+// start starts a process of the run (s.Lifetime is set here). The run's
+// context does not bound it: an interrupted run still stops the server
+// gracefully in finish, and teardown kills whatever is left. The lifetime,
+// past o.MaxTime (which bounds the run), is only a backstop.
+func (r *runner) start(name string, s netbench.Spec) (*netbench.Proc, error) {
+	s.Lifetime = r.o.MaxTime + 5*time.Minute
+	p, err := netbench.Start(context.Background(), name, s)
+	if err != nil {
+		return nil, err
+	}
+	r.children = append(r.children, p)
+	return p, nil
+}
+
+// waitExit waits up to timeout for p to end by itself (it is not killed)
+// and returns how it ended: nil for exit status 0.
+func waitExit(p *netbench.Proc, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.Done():
+		return p.Wait(context.Background())
+	case <-t.C:
+		return fmt.Errorf("%s (pid %d) still running after %v", p.Name, p.PID(), timeout)
 	}
 }
 
@@ -389,7 +427,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // generator is a running load generator and its events.
 type generator struct {
-	c      *child
+	p      *netbench.Proc
+	log    string // its standard error
 	events chan loadgen.Event
 	err    error // decoding error, valid once events is closed
 }
@@ -412,16 +451,15 @@ func (r *runner) startLoadgen(name, mode string, maxTime time.Duration, extra ..
 	}
 	argv = append(argv, extra...)
 	logPath := filepath.Join(r.dir, name+".log")
-	c, err := startChild(childSpec{name: name, ns: nsCli, argv: argv, logPath: logPath, pipes: true})
+	p, err := r.start(name, netbench.Spec{NS: nsCli, Argv: argv, Log: logPath, Pipes: true})
 	if err != nil {
 		return nil, err
 	}
-	r.children = append(r.children, c)
-	g := &generator{c: c, events: make(chan loadgen.Event, 1024)}
+	g := &generator{p: p, log: logPath, events: make(chan loadgen.Event, 1024)}
 	go func() {
 		defer close(g.events)
-		defer c.out.Close()
-		dec := json.NewDecoder(c.out)
+		defer p.Stdout().Close()
+		dec := json.NewDecoder(p.Stdout())
 		for {
 			var e loadgen.Event
 			if err := dec.Decode(&e); err != nil {
@@ -447,12 +485,12 @@ func (g *generator) await(ctx context.Context, want string, timeout time.Duratio
 		case <-ctx.Done():
 			return loadgen.Event{}, ctx.Err()
 		case <-t.C:
-			return loadgen.Event{}, fmt.Errorf("%s: no %q event within %v", g.c.name, want, timeout)
+			return loadgen.Event{}, fmt.Errorf("%s: no %q event within %v", g.p.Name, want, timeout)
 		case e, ok := <-g.events:
 			if !ok {
-				err := g.c.wait(5 * time.Second)
+				err := waitExit(g.p, 5*time.Second)
 				return loadgen.Event{}, fmt.Errorf("%s ended before %q (exit: %v, output: %v); its log ends:\n%s",
-					g.c.name, want, err, g.err, lab.LogTail(g.c.log.Name(), 10))
+					g.p.Name, want, err, g.err, lab.LogTail(g.log, 10))
 			}
 			if e.Event == want {
 				return e, nil

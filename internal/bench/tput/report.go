@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/iphttps/iphttps/internal/bench/docsection"
 )
 
 // DocSection is the name of the section of docs/performance.md that the
@@ -11,25 +13,9 @@ import (
 const DocSection = "throughput"
 
 // DocTemplate is docs/performance.md as created when it does not exist: an
-// introduction and the generated sections of both benchmarks.
-const DocTemplate = `# Performance
-
-The figures below are measured on one machine by ` + "`bench/run`" + `, in network
-namespaces joined by a veth pair, and regenerated with
-` + "`bench/run throughput --doc docs/performance.md`" + ` (and ` + "`bench/run scale --doc ...`" + `).
-Everything between the ` + "`begin`/`end`" + ` markers is overwritten by the benchmark; write
-commentary outside them.
-
-## Throughput, latency and CPU
-
-<!-- throughput:begin -->
-<!-- throughput:end -->
-
-## Scale
-
-<!-- scale:begin -->
-<!-- scale:end -->
-`
+// introduction and the generated sections of both benchmarks (shared with
+// the scale benchmark).
+const DocTemplate = docsection.PerformanceTemplate
 
 // rowName labels a section in the tables.
 func rowName(sec string) string {
