@@ -248,3 +248,16 @@ func setTCPOption(c syscall.RawConn, opt int, name string, value int) error {
 	}
 	return nil
 }
+
+// SetTxQueueLen sets how many packets the kernel queues for a device before
+// dropping (ip link set NAME txqueuelen N).
+func SetTxQueueLen(name string, n int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkSetTxQLen(link, n); err != nil {
+		return fmt.Errorf("%s: set txqueuelen %d: %w", name, n, err)
+	}
+	return nil
+}

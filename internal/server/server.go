@@ -97,11 +97,22 @@ func portOf(hostport string) string {
 	return p
 }
 
+// tunQueueLen is the server TUN device's txqueuelen (the kernel's default is
+// 500 packets: 50 ms of 10,000 small packets per second).
+const tunQueueLen = 4096
+
 // configureHost gives the server's TUN its link-local and host addresses, routes
 // the prefix to it, and turns on IPv6 forwarding.
 func (s *Server) configureHost() error {
 	name := s.o.Interface
 	if err := netcfg.PrepareLink(name, LinkMTU); err != nil {
+		return err
+	}
+	// One reader serves every client from this queue; a deep queue lets
+	// it fall behind for a moment (a busy machine) without dropping the
+	// small packets of many clients. Bulk transfers queue large GSO
+	// packets here, bounded by their own congestion windows.
+	if err := netcfg.SetTxQueueLen(name, tunQueueLen); err != nil {
 		return err
 	}
 	ll := netip.PrefixFrom(s.o.Router.LinkLocal, 64)

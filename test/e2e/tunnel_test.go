@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,18 @@ func TestTunnel(t *testing.T) {
 		}
 		if addrs[0] == addrs[1] {
 			t.Errorf("both clients have the address %s", addrs[0])
+		}
+	})
+
+	t.Run("ServerQueue", func(t *testing.T) {
+		// The server's one TUN reader serves every client: its device
+		// queues 4096 packets, not the kernel's default 500.
+		out, err := exec.Command("ip", "-n", l.NS(lab.RoleEdge), "-o", "link", "show", lab.ServerDevice).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link show: %v: %s", err, out)
+		}
+		if !strings.Contains(string(out), " qlen 4096") {
+			t.Errorf("server TUN device: want qlen 4096, got %s", out)
 		}
 	})
 
