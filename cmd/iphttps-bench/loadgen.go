@@ -22,6 +22,7 @@ import (
 // loadgenFlags are the settings of `iphttps-bench loadgen`.
 type loadgenFlags struct {
 	server, ca, host, path string
+	keyExchange            string
 	sources                []string
 	mode                   string
 	sessions, concurrency  int
@@ -72,6 +73,7 @@ Logs go to standard error. The whole run is bounded by --max-time.`,
 	fl.StringVar(&f.ca, "ca", "", "PEM file of the CA (or self-signed certificate) the server's certificate must chain to (required)")
 	fl.StringVar(&f.host, "host", "", "Host header and TLS server name (default: the server's IP)")
 	fl.StringVar(&f.path, "path", loadgen.DefaultPath, "request path")
+	fl.StringVar(&f.keyExchange, "key-exchange", loadgen.KeyExchangeWindows, "TLS key exchange offered: windows (X25519, P-256, as the Windows IP-HTTPS client) or go (Go's default, X25519MLKEM768 first)")
 	fl.StringSliceVar(&f.sources, "source", nil, "local address to connect from (repeatable; sessions use them in turn)")
 	fl.StringVar(&f.mode, "mode", string(loadgen.ModeIdle), "idle, handshake or trickle")
 	fl.IntVar(&f.sessions, "sessions", 100, "number of sessions")
@@ -173,7 +175,7 @@ func loadgenSetup(f loadgenFlags) (*loadgen.Dialer, loadgen.RunOptions, error) {
 	if err != nil {
 		return nil, o, fmt.Errorf("--ca: %w", err)
 	}
-	cfg := loadgen.Config{Server: server, Host: f.host, Path: f.path, Roots: roots, Timeout: f.timeout}
+	cfg := loadgen.Config{Server: server, Host: f.host, Path: f.path, Roots: roots, Timeout: f.timeout, KeyExchange: f.keyExchange}
 	for _, s := range f.sources {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iphttps/iphttps/internal/bench/scale"
+	"github.com/iphttps/iphttps/internal/loadgen"
 )
 
 // Sizes of a --smoke run.
@@ -109,6 +110,7 @@ every namespace removed at the end, on error and on SIGINT/SIGTERM.`,
 	f.IntVar(&o.Sessions, "sessions", o.Sessions, "idle sessions held at once")
 	f.IntVar(&o.Handshakes, "handshakes", o.Handshakes, "sessions opened in the handshake-rate phase")
 	f.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "handshakes in progress at once (all phases)")
+	f.StringVar(&o.KeyExchange, "key-exchange", loadgen.KeyExchangeWindows, "TLS key exchange the sessions offer: windows (X25519, P-256, as the Windows IP-HTTPS client) or go (Go's default, X25519MLKEM768 first, as a Linux iphttps client)")
 	f.IntVar(&o.TrickleSessions, "trickle-sessions", o.TrickleSessions, "sessions sending echo requests in the trickle phase")
 	f.Float64Var(&o.TrickleRate, "rate", o.TrickleRate, "echo requests per second per trickle session")
 	f.DurationVar(&o.Time, "time", o.Time, "idle CPU measurement window and trickle duration")

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -272,6 +273,32 @@ func TestRunOptionsChecked(t *testing.T) {
 	} {
 		if _, err := Run(t.Context(), d, o, func(Event) {}); err == nil {
 			t.Errorf("Run accepted %+v", o)
+		}
+	}
+}
+
+func TestKeyExchange(t *testing.T) {
+	srv := newFakeServer(t, nil)
+	v4 := srv.addr()
+	if _, err := NewDialer(Config{Server: v4, Roots: srv.roots, KeyExchange: "rsa"}); err == nil {
+		t.Error("an unknown key exchange was accepted")
+	}
+	for _, c := range []struct {
+		kx   string
+		want tls.CurveID
+	}{{"", tls.X25519}, {KeyExchangeWindows, tls.X25519}, {KeyExchangeGo, tls.X25519MLKEM768}} {
+		d, err := NewDialer(Config{Server: v4, Roots: srv.roots, KeyExchange: c.kx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := tls.Dial("tcp", v4.String(), d.tls.Clone())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := conn.ConnectionState().CurveID
+		conn.Close()
+		if got != c.want {
+			t.Errorf("key exchange %q negotiated %v, want %v", c.kx, got, c.want)
 		}
 	}
 }

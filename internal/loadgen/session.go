@@ -66,7 +66,21 @@ type Config struct {
 	Timeout time.Duration
 	// WriteTimeout bounds each write after the handshake. Default 10s.
 	WriteTimeout time.Duration
+	// KeyExchange is the TLS key exchange the sessions offer:
+	// KeyExchangeWindows (the default) or KeyExchangeGo.
+	KeyExchange string
 }
+
+// Key exchanges a load generator can offer in TLS.
+const (
+	// KeyExchangeWindows offers X25519 and P-256, the groups the IP-HTTPS
+	// client of Windows offers (SChannel's defaults).
+	KeyExchangeWindows = "windows"
+	// KeyExchangeGo offers what Go's crypto/tls offers by default, which
+	// puts the post-quantum hybrid X25519MLKEM768 first (a Linux iphttps
+	// client).
+	KeyExchangeGo = "go"
+)
 
 // Dialer opens sessions to one server. It is safe for concurrent use.
 type Dialer struct {
@@ -102,6 +116,13 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	// No session cache: every session makes a full handshake, as a client
 	// connecting for the first time does.
 	tc := &tls.Config{RootCAs: cfg.Roots, ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+	switch cfg.KeyExchange {
+	case "", KeyExchangeWindows:
+		tc.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	case KeyExchangeGo:
+	default:
+		return nil, fmt.Errorf("loadgen: key exchange %q: want %s or %s", cfg.KeyExchange, KeyExchangeWindows, KeyExchangeGo)
+	}
 	return &Dialer{cfg: cfg, tls: tc}, nil
 }
 

@@ -379,7 +379,8 @@ func (res *Result) checks() []Check {
 		cs = append(cs,
 			Check{
 				Metric: "Handshake rate (TCP + TLS + POST + 200 + RS/RA)",
-				Value:  fmt.Sprintf("%.0f/s (%d sessions, concurrency %d)", h.Report.PerSecond, h.Report.Completed, h.Report.Concurrency),
+				Value: fmt.Sprintf("%.0f/s (%d sessions, concurrency %d, client key exchange %s)",
+					h.Report.PerSecond, h.Report.Completed, h.Report.Concurrency, res.Settings.KeyExchange),
 				Target: fmt.Sprintf("≥ %d/s", TargetHandshakesPerSec),
 				Met:    h.Report.PerSecond >= TargetHandshakesPerSec && h.Report.Failed == 0,
 			},

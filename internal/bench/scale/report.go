@@ -62,6 +62,7 @@ type Settings struct {
 	TrickleSessions      int     `json:"trickle_sessions"`
 	TrickleRate          float64 `json:"trickle_rate_per_session"`
 	Time                 string  `json:"time"`
+	KeyExchange          string  `json:"key_exchange"`
 }
 
 // IdleResult is the held-sessions phase.

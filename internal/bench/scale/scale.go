@@ -7,6 +7,7 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,9 @@ type Options struct {
 	Time            time.Duration
 	// Sources is the number of client source addresses.
 	Sources int
+	// KeyExchange is the TLS key exchange the load generator offers
+	// (loadgen.KeyExchangeWindows or loadgen.KeyExchangeGo).
+	KeyExchange string
 	// ResultsDir receives a directory per run (UTC timestamp) with
 	// scale.json, scale.md and the logs.
 	ResultsDir string
@@ -155,6 +159,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.res.Settings = Settings{
 		Sessions: o.Sessions, OpenConcurrency: o.Concurrency, Handshakes: o.Handshakes, HandshakeConcurrency: o.Concurrency,
 		TrickleSessions: o.TrickleSessions, TrickleRate: o.TrickleRate, Time: o.Time.String(),
+		KeyExchange: cmp.Or(o.KeyExchange, loadgen.KeyExchangeWindows),
 	}
 	defer r.teardown()
 	if err := r.setup(ctx); err != nil {
@@ -446,6 +451,9 @@ func (r *runner) startLoadgen(name, mode string, maxTime time.Duration, extra ..
 		"--max-time", maxTime.String(),
 		"--progress", "250ms",
 	)
+	if r.o.KeyExchange != "" {
+		argv = append(argv, "--key-exchange", r.o.KeyExchange)
+	}
 	for _, s := range sourceAddrs(r.o.Sources) {
 		argv = append(argv, "--source", s)
 	}
