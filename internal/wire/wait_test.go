@@ -21,14 +21,22 @@ func fillOutbox(t *testing.T, o *Outbox, pkt []byte) int {
 	return n
 }
 
-func TestAppendWaitsForRoom(t *testing.T) {
-	o := NewOutbox(1) // MaxPacket bytes
-	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
-	wait := runOutbox(o, g)
-	pkt := makePacket(1240, 1)
+// fullOutbox returns a running Outbox whose writer is blocked in a write
+// (let it go with g.gate) and whose queue is full of copies of pkt.
+func fullOutbox(t *testing.T) (o *Outbox, g *gateWriter, wait func() error, pkt []byte) {
+	t.Helper()
+	o = NewOutbox(1) // MaxPacket bytes
+	g = &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
+	wait = runOutbox(o, g)
+	pkt = makePacket(1240, 1)
 	o.Append(pkt) // Run takes this one and blocks in Write
 	<-g.entered
 	fillOutbox(t, o, pkt)
+	return o, g, wait, pkt
+}
+
+func TestAppendWaitsForRoom(t *testing.T) {
+	o, g, wait, pkt := fullOutbox(t)
 
 	done := make(chan error, 1)
 	go func() { done <- o.AppendWait(pkt, 5*time.Second) }()
@@ -57,13 +65,7 @@ func TestAppendWaitsForRoom(t *testing.T) {
 }
 
 func TestAppendWaitStalledWriter(t *testing.T) {
-	o := NewOutbox(1)
-	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
-	wait := runOutbox(o, g)
-	pkt := makePacket(1240, 1)
-	o.Append(pkt)
-	<-g.entered
-	fillOutbox(t, o, pkt)
+	o, g, wait, pkt := fullOutbox(t)
 
 	start := time.Now()
 	if err := o.AppendWait(pkt, 20*time.Millisecond); !errors.Is(err, ErrFull) {
@@ -98,13 +100,7 @@ func TestAppendWaitStalledWriter(t *testing.T) {
 }
 
 func TestAppendWaitClosed(t *testing.T) {
-	o := NewOutbox(1)
-	g := &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
-	wait := runOutbox(o, g)
-	pkt := makePacket(1240, 1)
-	o.Append(pkt)
-	<-g.entered
-	fillOutbox(t, o, pkt)
+	o, g, wait, pkt := fullOutbox(t)
 	done := make(chan error, 1)
 	go func() { done <- o.AppendWait(pkt, 10*time.Second) }()
 	time.Sleep(20 * time.Millisecond)
