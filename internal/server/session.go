@@ -36,6 +36,12 @@ const (
 	notSentLowat = 128 << 10
 )
 
+// batchWriter writes batches through a corked connection, without the
+// TryWrite that would let an appending goroutine write inline.
+type batchWriter struct{ w batchio.Writer }
+
+func (b batchWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
+
 // session is one client's HTTPS connection; it is the router's Port for it.
 type session struct {
 	srv     *Server
@@ -108,7 +114,11 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	if s.o.TLS != nil {
 		tconn := tls.Server(low, s.o.TLS)
 		in.Upper = tconn
-		out = batchio.Writer{Upper: wire.WithWriteDeadline(tconn, writeTimeout), Lower: low}
+		// Not offered as a wire.TryWriter: the goroutines that queue
+		// packets for a client (the TUN reader serves every client) must
+		// never write to its connection themselves, where a write the TLS
+		// layer makes from the read side (an alert) could hold them up.
+		out = batchWriter{batchio.Writer{Upper: wire.WithWriteDeadline(tconn, writeTimeout), Lower: low}}
 		hctx, cancel := context.WithTimeout(ctx, s.o.HandshakeTimeout)
 		err := tconn.HandshakeContext(hctx)
 		cancel()

@@ -69,6 +69,7 @@ type Outbox struct {
 	closed      bool
 	room        chan struct{} // closed by Run after a write, when someone waits for room
 	progress    time.Time     // when Run last finished a write (or started)
+	waited      bool          // a wait for room timed out since the last write: no more waiting until the next
 
 	// Go's state: its writer and done function, whether a writer goroutine
 	// is running, and whether done was called.
@@ -138,7 +139,9 @@ func (o *Outbox) AppendBatch(pkts [][]byte) (n int, err error) {
 // wait for the writer to make room before it drops a packet with ErrFull.
 // It waits only while the writer is making progress: when its last write
 // finished more than StallAfter ago (a peer that stopped reading), appends
-// drop at once, so a stuck connection cannot slow down its producers.
+// drop at once, so a stuck connection cannot slow down its producers. Once
+// a wait has timed out, appends drop at once until the writer finishes its
+// write: a slow peer costs its producers at most one wait per write.
 func (o *Outbox) AppendBatchWait(pkts [][]byte, wait time.Duration) (n int, err error) {
 	var deadline time.Time
 	for {
@@ -181,7 +184,7 @@ func (o *Outbox) appendSome(pkts [][]byte, mayWait bool, room *chan struct{}) (n
 			return n, wake, err
 		}
 		if mayWait && !o.closed && o.pending != nil && len(*o.pending)+len(pkt) > o.limit &&
-			time.Since(o.progress) < StallAfter {
+			!o.waited && time.Since(o.progress) < StallAfter {
 			if o.room == nil {
 				o.room = make(chan struct{})
 			}
@@ -205,6 +208,7 @@ func (o *Outbox) timedOut(pkts [][]byte) error {
 	if o.closed {
 		return ErrClosed
 	}
+	o.waited = true // until the writer finishes its write, appends drop at once
 	if len(pkts) > 0 {
 		o.droppedFull.Add(1)
 	}
@@ -444,7 +448,7 @@ func (o *Outbox) wrote(buf *[]byte, size, pkts int, err error) error {
 	*buf = (*buf)[:0]
 	o.mu.Lock()
 	o.spare = buf
-	o.progress = time.Now()
+	o.progress, o.waited = time.Now(), false
 	if o.room != nil {
 		close(o.room) // wake producers waiting for room
 		o.room = nil
