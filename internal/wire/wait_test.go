@@ -349,3 +349,25 @@ func TestOutboxInlinePartialKeepsOrder(t *testing.T) {
 	}
 	t.Logf("%d inline tries, %d finished later, %d goroutine writes", f.tries, f.finishes, f.writes)
 }
+
+func TestAppendWaitOncePerWrite(t *testing.T) {
+	// The writer started moments ago (it is "making progress"), but once a
+	// wait for room has timed out, the next appends drop at once until it
+	// finishes its write: a slow peer costs its producers one wait per write.
+	o, g, wait, pkt := fullOutbox(t)
+	if err := o.AppendWait(pkt, 20*time.Millisecond); !errors.Is(err, ErrFull) {
+		t.Fatalf("first AppendWait: %v, want ErrFull", err)
+	}
+	start := time.Now()
+	if err := o.AppendWait(pkt, time.Second); !errors.Is(err, ErrFull) {
+		t.Fatalf("second AppendWait: %v, want ErrFull", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("second AppendWait in the same write waited %v", d)
+	}
+	close(g.gate)
+	o.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
