@@ -184,6 +184,7 @@ func (c *Conn) FlushNoWait() (bool, error) {
 		n, werr = unix.Write(int(fd), b)
 		return true // one attempt, never wait
 	}); err != nil {
+		c.releaseLocked()
 		return true, err
 	}
 	switch {
@@ -261,7 +262,7 @@ type Writer struct {
 func (w Writer) TryWrite(p []byte) (bool, error) {
 	w.Lower.Cork()
 	if _, err := w.Upper.Write(p); err != nil {
-		w.Lower.Flush()
+		w.Lower.FlushNoWait() // lift the cork without waiting; the error stands
 		return true, err
 	}
 	return w.Lower.FlushNoWait()

@@ -54,21 +54,21 @@ type OutboxStats struct {
 // that coalesces packets so that everything pending goes out in one Write.
 //
 // Any number of goroutines may call Append, AppendBatch, Close and Stats;
-// exactly one goroutine runs Run. Producers append into a pending buffer
-// under a mutex; Run swaps it with its spare buffer and writes it without
-// holding the mutex. In steady state neither side allocates.
+// one writer goroutine, started by Go while packets are pending, writes.
+// Producers append into a pending buffer under a mutex; the writer swaps it
+// with its spare buffer and writes it without holding the mutex. In steady
+// state neither side allocates.
 type Outbox struct {
 	limit int
-	pool  *sync.Pool    // optional source of *[]byte buffers; nil keeps them
-	wake  chan struct{} // 1 slot: "pending became non-empty" or "closed"
+	pool  *sync.Pool // optional source of *[]byte buffers; nil keeps them
 
 	mu          sync.Mutex
 	pending     *[]byte // producers append here; nil until needed
 	pendingPkts int
-	spare       *[]byte // Run's other buffer; nil while writing or released
+	spare       *[]byte // the writer's other buffer; nil while writing or released
 	closed      bool
-	room        chan struct{} // closed by Run after a write, when someone waits for room
-	progress    time.Time     // when Run last finished a write (or started)
+	room        chan struct{} // closed by the writer after a write, when someone waits for room
+	progress    time.Time     // when the writer last finished a write (or Go started)
 	waited      bool          // a wait for room timed out since the last write: no more waiting until the next
 
 	// Go's state: its writer and done function, whether a writer goroutine
@@ -101,7 +101,6 @@ func NewOutboxPool(limit int, pool *sync.Pool) *Outbox {
 	return &Outbox{
 		limit: max(limit, MaxPacket),
 		pool:  pool,
-		wake:  make(chan struct{}, 1),
 	}
 }
 
@@ -174,7 +173,7 @@ func (o *Outbox) AppendBatchWait(pkts [][]byte, wait time.Duration) (n int, err 
 
 // appendSome queues pkts under the lock until one fails. When the queue is
 // full and the caller may wait (and the writer is not stalled), it returns
-// the channel Run closes after its next write in *room instead of dropping.
+// the channel the writer closes after its next write in *room instead of dropping.
 func (o *Outbox) appendSome(pkts [][]byte, mayWait bool, room *chan struct{}) (n int, wake bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -216,7 +215,7 @@ func (o *Outbox) timedOut(pkts [][]byte) error {
 }
 
 // appendLocked copies a checked packet into pending and reports whether
-// pending was empty before (Run must then be woken).
+// pending was empty before (a writer must then be started).
 func (o *Outbox) appendLocked(pkt []byte) (bool, error) {
 	if o.closed {
 		return false, ErrClosed
@@ -235,37 +234,33 @@ func (o *Outbox) appendLocked(pkt []byte) (bool, error) {
 }
 
 func (o *Outbox) signal() {
-	if o.spawn.Load() {
-		o.mu.Lock()
-		start := !o.writing && !o.finished && !o.empty()
-		// Inline only after a quiet spell: a burst of packets queued one
-		// by one must not turn into one write each.
-		inline := start && o.tw != nil && len(*o.pending) <= InlineMax && time.Since(o.progress) >= InlineQuiet
-		o.writing = o.writing || start
-		var (
-			buf  *[]byte
-			pkts int
-		)
-		if inline {
-			buf, pkts = o.takeLocked()
-		}
-		o.mu.Unlock()
-		switch {
-		case inline:
-			o.writeInline(buf, pkts)
-		case start:
-			go o.drain()
-		}
-		return
+	if !o.spawn.Load() {
+		return // Go starts the writer for what was queued before it
 	}
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	o.mu.Lock()
+	start := !o.writing && !o.finished && !o.empty()
+	// Inline only after a quiet spell: a burst of packets queued one by
+	// one must not turn into one write each.
+	inline := start && o.tw != nil && len(*o.pending) <= InlineMax && time.Since(o.progress) >= InlineQuiet
+	o.writing = o.writing || start
+	var (
+		buf  *[]byte
+		pkts int
+	)
+	if inline {
+		buf, pkts = o.takeLocked()
+	}
+	o.mu.Unlock()
+	switch {
+	case inline:
+		o.writeInline(buf, pkts)
+	case start:
+		go o.drain()
 	}
 }
 
-// Close stops the Outbox: further appends get ErrClosed, and Run returns nil
-// (or Go's done is called with nil) once what was pending is written. Close
+// Close stops the Outbox: further appends get ErrClosed, and Go's done is
+// called with nil once what was pending is written. Close
 // may be called more than once.
 func (o *Outbox) Close() {
 	o.mu.Lock()
@@ -296,40 +291,13 @@ func (o *Outbox) Close() {
 	}
 }
 
-// Run writes pending packets to w until the Outbox is closed and drained
-// (then it returns nil) or a write fails. Each write carries everything that
-// was pending, in append order. On a write error the Outbox is closed,
-// whatever was pending is discarded, and the error is returned wrapped.
-// Only one Run may be active at a time, and not with Go.
-func (o *Outbox) Run(w io.Writer) error {
-	o.mu.Lock()
-	o.progress = time.Now()
-	o.mu.Unlock()
-	for {
-		o.mu.Lock()
-		for o.empty() {
-			if o.closed {
-				o.releaseLocked()
-				o.mu.Unlock()
-				return nil
-			}
-			o.mu.Unlock()
-			<-o.wake
-			o.mu.Lock()
-		}
-		buf, pkts := o.takeLocked()
-		o.mu.Unlock()
-		if err := o.write(w, buf, pkts); err != nil {
-			return err
-		}
-	}
-}
-
-// Go writes pending packets to w like Run, from a goroutine that exists only
-// while there are packets to write: an idle connection holds no goroutine
-// for its sending side. done is called once, from that goroutine or from
+// Go writes pending packets to w, from a goroutine that exists only while
+// there are packets to write: an idle connection holds no goroutine for its
+// sending side. Each write carries everything that was pending, in append
+// order. On a write error the Outbox is closed and whatever was pending is
+// discarded. done is called once, from that goroutine or from
 // Close: with nil once the Outbox is closed and drained, or with the error
-// of a failed write (the Outbox is then closed). Use Go or Run, not both.
+// of a failed write (the Outbox is then closed).
 func (o *Outbox) Go(w io.Writer, done func(error)) {
 	o.mu.Lock()
 	o.w, o.done = w, done

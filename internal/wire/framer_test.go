@@ -38,23 +38,8 @@ func goOutbox(o *Outbox, w io.Writer) func() error {
 	}
 }
 
-// runOutbox starts Run and returns a function that waits for its result.
-func runOutbox(o *Outbox, w io.Writer) func() error {
-	done := make(chan error, 1)
-	go func() { done <- o.Run(w) }()
-	return func() error {
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			panic("Run did not return")
-		}
-	}
-}
-
 func TestOutboxConcurrent(t *testing.T) {
-	for i := range 4 {
-		pooled, spawn := i%2 == 1, i >= 2
+	for _, pooled := range []bool{false, true} {
 		const producers, perProducer = 8, 500
 		var o *Outbox
 		if pooled {
@@ -63,12 +48,7 @@ func TestOutboxConcurrent(t *testing.T) {
 			o = NewOutbox(MaxPacket)
 		}
 		var out bytes.Buffer
-		var wait func() error
-		if spawn {
-			wait = goOutbox(o, &out)
-		} else {
-			wait = runOutbox(o, &out)
-		}
+		wait := goOutbox(o, &out)
 
 		var wg sync.WaitGroup
 		var full sync.Map
@@ -99,7 +79,7 @@ func TestOutboxConcurrent(t *testing.T) {
 		wg.Wait()
 		o.Close()
 		if err := wait(); err != nil {
-			t.Fatalf("Run: %v", err)
+			t.Fatalf("writer: %v", err)
 		}
 
 		r := NewReader(&out, 0)
@@ -132,7 +112,7 @@ func TestOutboxConcurrent(t *testing.T) {
 			st.Writes == 0 || st.Writes > st.Packets {
 			t.Errorf("stats %+v", st)
 		}
-		t.Logf("pooled=%v go=%v: %d packets in %d writes, %d dropped full (retried)", pooled, spawn, st.Packets, st.Writes, st.DroppedFull)
+		t.Logf("pooled=%v: %d packets in %d writes, %d dropped full (retried)", pooled, st.Packets, st.Writes, st.DroppedFull)
 	}
 }
 
@@ -152,7 +132,7 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 func TestOutboxCoalesces(t *testing.T) {
 	o := NewOutbox(0)
 	g := &gateWriter{entered: make(chan int), gate: make(chan struct{})}
-	wait := runOutbox(o, g)
+	wait := goOutbox(o, g)
 
 	pkts := [][]byte{makePacket(1240, 0)}
 	if err := o.Append(pkts[0]); err != nil {
@@ -209,7 +189,7 @@ func TestOutboxFull(t *testing.T) {
 	}
 	// Drain, then a maximum-size packet fits in the empty outbox.
 	var out bytes.Buffer
-	wait := runOutbox(o, &out)
+	wait := goOutbox(o, &out)
 	o.Close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
@@ -268,7 +248,7 @@ func TestOutboxBadFrame(t *testing.T) {
 		t.Fatalf("AppendBatch: %d, %v", n, err)
 	}
 	var out bytes.Buffer
-	wait := runOutbox(o, &out)
+	wait := goOutbox(o, &out)
 	o.Close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
@@ -279,7 +259,7 @@ func TestOutboxBadFrame(t *testing.T) {
 }
 
 func TestOutboxClose(t *testing.T) {
-	// Close before Run: Run drains what is pending and returns nil.
+	// Close before Go: the writer drains what is pending, then done(nil).
 	o := NewOutbox(0)
 	pkts := [][]byte{makePacket(1, 1), makePacket(2, 2), makePacket(3, 3)}
 	if n, err := o.AppendBatch(pkts); n != 3 || err != nil {
@@ -294,7 +274,7 @@ func TestOutboxClose(t *testing.T) {
 		t.Fatalf("AppendBatch after Close: %d, %v", n, err)
 	}
 	var out bytes.Buffer
-	if err := o.Run(&out); err != nil {
+	if err := goOutbox(o, &out)(); err != nil { // Go after Close drains and finishes
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Bytes(), concat(pkts)) {
@@ -304,9 +284,9 @@ func TestOutboxClose(t *testing.T) {
 		t.Error("buffers kept after Close")
 	}
 
-	// Close wakes an idle Run.
+	// Close finishes an idle writer.
 	o = NewOutbox(0)
-	wait := runOutbox(o, io.Discard)
+	wait := goOutbox(o, io.Discard)
 	time.Sleep(10 * time.Millisecond)
 	o.Close()
 	if err := wait(); err != nil {
@@ -331,12 +311,12 @@ func TestOutboxWriteError(t *testing.T) {
 		{failWriter{10, nil}, io.ErrShortWrite},
 	} {
 		o := NewOutbox(0)
-		wait := runOutbox(o, tt.w)
+		wait := goOutbox(o, tt.w)
 		if err := o.Append(makePacket(10, 1)); err != nil {
 			t.Fatal(err)
 		}
 		if err := wait(); !errors.Is(err, tt.want) {
-			t.Fatalf("Run returned %v, want %v", err, tt.want)
+			t.Fatalf("done(%v), want %v", err, tt.want)
 		}
 		if err := o.Append(makePacket(10, 1)); err != ErrClosed {
 			t.Fatalf("Append after write error: %v", err)
@@ -350,7 +330,7 @@ func TestOutboxWriteError(t *testing.T) {
 func TestOutboxPoolReleasesWhenIdle(t *testing.T) {
 	pool := &sync.Pool{}
 	o := NewOutboxPool(0, pool)
-	wait := runOutbox(o, io.Discard)
+	wait := goOutbox(o, io.Discard)
 	for round := 1; round <= 3; round++ {
 		if err := o.Append(makePacket(10, 1)); err != nil {
 			t.Fatal(err)

@@ -27,9 +27,9 @@ func fullOutbox(t *testing.T) (o *Outbox, g *gateWriter, wait func() error, pkt 
 	t.Helper()
 	o = NewOutbox(1) // MaxPacket bytes
 	g = &gateWriter{entered: make(chan int, 10), gate: make(chan struct{})}
-	wait = runOutbox(o, g)
+	wait = goOutbox(o, g)
 	pkt = makePacket(1240, 1)
-	o.Append(pkt) // Run takes this one and blocks in Write
+	o.Append(pkt) // the writer takes this one and blocks in Write
 	<-g.entered
 	fillOutbox(t, o, pkt)
 	return o, g, wait, pkt

@@ -69,10 +69,10 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("Reader.Next: %v allocs per packet, want 0", allocs)
 	}
 
-	// Append while Run drains into io.Discard. Warm up first so both
+	// Append while the writer drains into io.Discard. Warm up first so both
 	// buffers exist.
 	o := NewOutbox(0)
-	wait := runOutbox(o, io.Discard)
+	wait := goOutbox(o, io.Discard)
 	pkt := makePacket(1240, 1)
 	for range 1000 {
 		_ = o.Append(pkt)
@@ -113,7 +113,7 @@ func BenchmarkDeframe(b *testing.B) {
 	}
 }
 
-// BenchmarkOutboxAppend measures Append alone: instead of a Run goroutine,
+// BenchmarkOutboxAppend measures Append alone: instead of a writer goroutine,
 // the benchmark empties the pending buffer itself whenever it is full.
 func BenchmarkOutboxAppend(b *testing.B) {
 	o := NewOutbox(0)
@@ -132,10 +132,10 @@ func BenchmarkOutboxAppend(b *testing.B) {
 }
 
 // BenchmarkOutboxRoundTrip sends every packet (retrying on ErrFull) from a
-// producer through Run into io.Discard, and waits until all are written.
+// producer through the writer into io.Discard, and waits until all are written.
 func BenchmarkOutboxRoundTrip(b *testing.B) {
 	o := NewOutbox(0)
-	wait := runOutbox(o, io.Discard)
+	wait := goOutbox(o, io.Discard)
 	pkt := makePacket(1240, 1)
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()
