@@ -138,11 +138,10 @@ func (s *fakeServer) serve(c net.Conn) {
 	cl := s.rt.Attach(port{ob})
 	defer s.rt.Detach(cl)
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ob.Run(c)
+	ob.Go(c, func(error) {
 		c.Close()
-	}()
+		close(done)
+	})
 	defer func() {
 		ob.Close()
 		c.Close()
