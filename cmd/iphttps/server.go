@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"os/signal"
+	"syscall"
+
 	"github.com/spf13/cobra"
 
 	"github.com/iphttps/iphttps/internal/config"
@@ -25,13 +29,32 @@ Authentication modes ([MS-IPHTTPS] 3.2.1):
 
 Settings come from the TOML file given with --config (keys as the flags, with "_" for "-")
 and from flags, which win. Needs CAP_NET_ADMIN (TUN, addresses, routes) and
-CAP_NET_BIND_SERVICE for ports below 1024.`,
+CAP_NET_BIND_SERVICE for ports below 1024.
+
+Limits: a connection has --handshake-timeout for TLS and --head-timeout for the request
+head; at most --max-pending connections (--max-pending-per-source from one address) may be
+in those phases at once, at most --max-clients sessions (--max-clients-per-source from one
+address) held. What goes over is refused and counted (refused_* in show statistics); the
+sessions already up are not touched. Behind a load balancer that sends the PROXY protocol
+(--proxy-protocol), the address in the header is the client's for logs and limits.
+
+Signals: SIGHUP reads the configuration again and applies certificate, key, client CA,
+CRLs, TLS version, limits, timeouts, path, Server header and client isolation without
+dropping sessions; a changed --auth-mode disconnects every client ([MS-IPHTTPS] 3.2.5);
+settings that shape the link or the sockets need a restart (the log names them).
+SIGTERM or SIGINT: stop accepting, tell every client goodbye (TLS close_notify, within
+--shutdown-timeout), remove the TUN device and exit 0.
+
+Metrics: --metrics-listen 127.0.0.1:9443 serves Prometheus metrics on /metrics
+(iphttps_server_*: sessions, bytes and packets, drops by reason, handshake failures by
+Windows code, refusals by reason), on a listener of its own.`,
 		Example: `  iphttps server --self-signed da.example.test --prefix 2001:db8:1::/64
   iphttps server --cert /etc/iphttps/server.pem --key /etc/iphttps/server.key \
       --prefix 2001:db8:1::/64 --route 2001:db8:c0::/48
   iphttps server --config /etc/iphttps/server.toml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfgAtStart := cfg // the flags over the defaults, before the file
 			if file != "" {
 				fc, err := config.Load(file, config.DefaultServer())
 				if err != nil {
@@ -51,6 +74,31 @@ CAP_NET_BIND_SERVICE for ports below 1024.`,
 			if err != nil {
 				return err
 			}
+			// SIGHUP re-reads the configuration file (flags given on the
+			// command line keep winning).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					c := cfgAtStart
+					if file != "" {
+						fc, err := config.Load(file, config.DefaultServer())
+						if err != nil {
+							log.Error("configuration not reloaded; the running one stays", "err", err)
+							continue
+						}
+						config.Merge(&c, fc, cmd.Flags())
+					}
+					n, err := server.ReloadConfig(c, log, s.Options())
+					if err == nil {
+						err = s.Reload(n)
+					}
+					if err != nil {
+						log.Error("configuration not reloaded; the running one stays", "err", err)
+					}
+				}
+			}()
 			return s.Run(cmd.Context())
 		},
 	}
@@ -76,7 +124,16 @@ CAP_NET_BIND_SERVICE for ports below 1024.`,
 	f.StringVar(&cfg.ControlSocket, "control-socket", "", "control socket path (default /run/iphttps/server-<interface>.sock)")
 	f.StringVar(&cfg.Offload, "offload", cfg.Offload, "TUN offload (GSO/GRO): auto, on or off")
 	f.StringVar(&cfg.TLSMinVersion, "tls-min-version", cfg.TLSMinVersion, "lowest TLS version accepted: 1.0 (Windows 7 clients), 1.1, 1.2 or 1.3")
-	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time allowed for the TLS handshake")
+	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time allowed for the TLS handshake (and the PROXY header)")
+	f.DurationVar(&cfg.HeadTimeout, "head-timeout", cfg.HeadTimeout, "time allowed for the HTTP request head after the TLS handshake")
+	f.IntVar(&cfg.MaxClientsPerSource, "max-clients-per-source", cfg.MaxClientsPerSource, "most sessions from one client address (0: no limit; many clients may share a NAT's address)")
+	f.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "most connections in their TLS handshake or request head at once")
+	f.IntVar(&cfg.MaxPendingPerSource, "max-pending-per-source", cfg.MaxPendingPerSource, "most connections in their handshake from one client address (0: no limit)")
+	f.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "every connection starts with a PROXY protocol v1/v2 header from a load balancer (HAProxy send-proxy-v2); its address is the client's")
+	f.StringSliceVar(&cfg.ProxyProtocolFrom, "proxy-protocol-from", nil, "addresses or CIDR prefixes of the load balancers allowed to connect with --proxy-protocol (default: any)")
+	f.StringSliceVar(&cfg.CRL, "crl", nil, "certificate revocation list(s) of the client CA (PEM or DER; auth mode certificates; re-read on SIGHUP)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9443); off by default")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, time allowed for telling the clients goodbye")
 	f.DurationVar(&cfg.RAInterval, "ra-interval", cfg.RAInterval, "interval of unsolicited router advertisements")
 	f.BoolVar(&cfg.SetForwarding, "set-forwarding", cfg.SetForwarding, "enable net.ipv6.conf.all.forwarding at start")
 	addLogFlags(cmd, &cfg.Log)

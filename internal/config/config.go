@@ -44,6 +44,15 @@ type Server struct {
 	Offload               string        `toml:"offload"`
 	TLSMinVersion         string        `toml:"tls_min_version"`
 	HandshakeTimeout      time.Duration `toml:"handshake_timeout"`
+	HeadTimeout           time.Duration `toml:"head_timeout"`
+	MaxClientsPerSource   int           `toml:"max_clients_per_source"`
+	MaxPending            int           `toml:"max_pending"`
+	MaxPendingPerSource   int           `toml:"max_pending_per_source"`
+	ProxyProtocol         bool          `toml:"proxy_protocol"`
+	ProxyProtocolFrom     []string      `toml:"proxy_protocol_from"`
+	CRL                   []string      `toml:"crl"`
+	MetricsListen         string        `toml:"metrics_listen"`
+	ShutdownTimeout       time.Duration `toml:"shutdown_timeout"`
 	RAInterval            time.Duration `toml:"ra_interval"`
 	SetForwarding         bool          `toml:"set_forwarding"`
 	Log
@@ -61,10 +70,17 @@ func DefaultServer() Server {
 		Offload:          "auto",
 		TLSMinVersion:    "1.2",
 		HandshakeTimeout: 10 * time.Second,
-		RAInterval:       200 * time.Second,
-		SetForwarding:    true,
-		PublishPrefix:    true,
-		Log:              Log{Level: "info", Format: "text"},
+		HeadTimeout:      10 * time.Second,
+		// Many clients may share one address (a NAT); a single source
+		// must not take the whole table, nor every handshake slot.
+		MaxClientsPerSource: 256,
+		MaxPending:          4096,
+		MaxPendingPerSource: 64,
+		ShutdownTimeout:     5 * time.Second,
+		RAInterval:          200 * time.Second,
+		SetForwarding:       true,
+		PublishPrefix:       true,
+		Log:                 Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -177,13 +177,61 @@ func (c *Cert) WriteFiles(dir, base string) (certPath, keyPath string, err error
 
 // LoadPool reads a PEM bundle of CA certificates.
 func LoadPool(path string) (*x509.CertPool, error) {
+	certs, err := LoadCerts(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// LoadCerts reads the certificates of a PEM bundle; other blocks are skipped.
+func LoadCerts(path string) ([]*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read CA bundle: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
 		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", path)
 	}
-	return pool, nil
+	return out, nil
+}
+
+// CRL issues a certificate revocation list signed by ca that revokes the
+// given certificates, valid from now until nextUpdate, in PEM form.
+func CRL(ca *Cert, number int64, nextUpdate time.Time, revoked ...*x509.Certificate) ([]byte, error) {
+	now := time.Now()
+	tmpl := &x509.RevocationList{
+		Number:     big.NewInt(number),
+		ThisUpdate: now.Add(-time.Minute),
+		NextUpdate: nextUpdate,
+	}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now.Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CRL of %q: %w", ca.Cert.Subject.CommonName, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
 }

@@ -91,14 +91,14 @@ func (r *Router) forward(c *Client, pkt []byte, dst netip.Addr) Action {
 	case r.isServerAddr(dst):
 		return r.toHost(c)
 	case dst.IsLinkLocalUnicast():
-		if r.cfg.Mode == ModeNone {
+		if r.mode() == ModeNone {
 			return r.dropFrom(c, DropLinkLocal)
 		}
 		return r.deliver(c, pkt, dst, false)
 	case r.cfg.Prefix.Contains(dst):
 		// In ModeNone clients are not neighbors: the server routes
 		// between them. In ModeCertificates the link is shared.
-		return r.deliver(c, pkt, dst, r.cfg.Mode == ModeNone)
+		return r.deliver(c, pkt, dst, r.mode() == ModeNone)
 	case dst.IsUnspecified() || dst.IsLoopback():
 		return r.dropFrom(c, DropMalformed)
 	}
@@ -121,7 +121,7 @@ func (r *Router) deliver(c *Client, pkt []byte, dst netip.Addr, route bool) Acti
 	switch {
 	case o == nil:
 		reason = DropNoNeighbor
-	case o != c && r.cfg.IsolateClients:
+	case o != c && r.isolate.Load():
 		reason = DropIsolated
 	case route && packet.HopLimit(pkt) <= 1:
 		reason = DropHopLimit
@@ -145,7 +145,7 @@ func (r *Router) deliver(c *Client, pkt []byte, dst netip.Addr, route bool) Acti
 // multicastFromClient handles multicast other than ND from c: forbidden in
 // ModeNone; flooded to the other clients in ModeCertificates.
 func (r *Router) multicastFromClient(c *Client, pkt []byte, dst netip.Addr) Action {
-	if r.cfg.Mode == ModeNone || !onLinkScope(dst) {
+	if r.mode() == ModeNone || !onLinkScope(dst) {
 		return r.dropFrom(c, DropMulticast)
 	}
 	r.flood(pkt, c)

@@ -20,7 +20,7 @@ func (r *Router) FromHost(pkt []byte) Action {
 	}
 	dst := packet.Dst(pkt)
 	if dst.IsMulticast() {
-		if r.cfg.Mode == ModeNone {
+		if r.mode() == ModeNone {
 			return r.drop(DropHostMulticast)
 		}
 		if !onLinkScope(dst) {

@@ -109,14 +109,14 @@ func (r *Router) dad(c *Client, pkt []byte, target netip.Addr) Action {
 	if owner == nil {
 		// Target free (now claimed by c), already c's, or not an address
 		// on the link.
-		if r.cfg.Mode == ModeCertificates {
+		if r.mode() == ModeCertificates {
 			r.flood(pkt, c) // as Windows 7 does; harmless
 		}
 		// ModeNone: nothing is sent, the client's DAD succeeds.
 		return Handled
 	}
 	r.counters.dadConflicts.Add(1)
-	if r.cfg.Mode == ModeCertificates {
+	if r.mode() == ModeCertificates {
 		// Only the owner needs the probe; it defends its address itself.
 		r.send(owner, pkt)
 		return Handled
@@ -137,7 +137,7 @@ func (r *Router) advertisement(c *Client, pkt []byte, dst, target netip.Addr) Ac
 		}
 		return r.forward(c, pkt, dst)
 	}
-	if r.cfg.Mode == ModeNone || !onLinkScope(dst) {
+	if r.mode() == ModeNone || !onLinkScope(dst) {
 		return r.dropFrom(c, DropMulticast)
 	}
 	// Toward the owner of the target only, if another client owns it.

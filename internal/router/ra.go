@@ -28,7 +28,7 @@ func (r *Router) raMessage() *ndp.RouterAdvertisement {
 	if !cfg.Unpublished {
 		ra.Options = append(ra.Options, &ndp.PrefixInformation{
 			PrefixLength:                   uint8(cfg.Prefix.Bits()),
-			OnLink:                         cfg.Mode == ModeCertificates,
+			OnLink:                         r.mode() == ModeCertificates,
 			AutonomousAddressConfiguration: true,
 			ValidLifetime:                  cfg.PrefixValid,
 			PreferredLifetime:              cfg.PrefixPreferred,
@@ -52,7 +52,7 @@ func (r *Router) raMessage() *ndp.RouterAdvertisement {
 // reached through the server.
 func (r *Router) advertisedRoutes() []netip.Prefix {
 	routes := slices.Clone(r.cfg.Routes)
-	if r.cfg.Mode == ModeNone && !r.cfg.IsolateClients && !r.cfg.Unpublished && !slices.Contains(routes, r.cfg.Prefix) {
+	if r.mode() == ModeNone && !r.isolate.Load() && !r.cfg.Unpublished && !slices.Contains(routes, r.cfg.Prefix) {
 		routes = append(routes, r.cfg.Prefix)
 	}
 	return routes
@@ -69,9 +69,9 @@ func (r *Router) BuildRA(dst netip.Addr) ([]byte, error) {
 // with the destination and checksum patched.
 func (r *Router) raTo(dst netip.Addr) []byte {
 	if dst == packet.AllNodes() {
-		return r.raAllNodes
+		return *r.raAllNodes.Load()
 	}
-	b := slices.Clone(r.raAllNodes)
+	b := slices.Clone(*r.raAllNodes.Load())
 	d := dst.As16()
 	copy(b[24:40], d[:])
 	packet.SetICMPv6Checksum(b)
@@ -95,7 +95,7 @@ func (r *Router) Advertise(c *Client) {
 func (r *Router) AdvertiseAll() {
 	r.mu.RLock()
 	for _, c := range r.clients {
-		if r.sendLocked(c, r.raAllNodes) {
+		if r.sendLocked(c, *r.raAllNodes.Load()) {
 			r.counters.ras.Add(1)
 		}
 	}

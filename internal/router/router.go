@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iphttps/iphttps/internal/packet"
 )
@@ -14,9 +15,9 @@ type Router struct {
 	cfg     Config
 	anycast netip.Addr // the prefix's Subnet-Router anycast address
 
-	// raAllNodes is the Router Advertisement to ff02::1, built once;
-	// read-only.
-	raAllNodes []byte
+	// raAllNodes is the Router Advertisement to ff02::1, built at New and
+	// on a policy change; read-only.
+	raAllNodes atomic.Pointer[[]byte]
 
 	// mu guards owners, clients, nextID and retired, and every
 	// Client.index; it is held for reading around every Port.Send so that
@@ -28,6 +29,10 @@ type Router struct {
 	retired countersTotal // counters of detached clients
 
 	counters routerCounters
+
+	// The policy a reload may change; cfg holds the values at New.
+	authMode atomic.Int32 // a Mode
+	isolate  atomic.Bool
 }
 
 // New checks cfg, applies its defaults and returns a router with no
@@ -42,15 +47,44 @@ func New(cfg Config) (*Router, error) {
 		anycast: cfg.Prefix.Addr(),
 		owners:  make(map[netip.Addr]*Client),
 	}
-	if r.raAllNodes, err = r.BuildRA(packet.AllNodes()); err != nil {
-		return nil, fmt.Errorf("router: config does not give a valid Router Advertisement: %w", err)
+	r.authMode.Store(int32(cfg.Mode))
+	r.isolate.Store(cfg.IsolateClients)
+	if err := r.buildRA(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-// Config returns the router's configuration with defaults applied.
+// mode is the authentication mode in force.
+func (r *Router) mode() Mode { return Mode(r.authMode.Load()) }
+
+// SetPolicy changes the authentication mode and client isolation of a
+// running router. [MS-IPHTTPS] 3.2.5 wants every client disconnected when the
+// mode changes: that is the caller's part.
+func (r *Router) SetPolicy(m Mode, isolate bool) error {
+	if m != ModeNone && m != ModeCertificates {
+		return fmt.Errorf("router: unknown authentication mode %d", m)
+	}
+	r.authMode.Store(int32(m))
+	r.isolate.Store(isolate)
+	return r.buildRA()
+}
+
+// buildRA builds the Router Advertisement to ff02::1 for the policy in force.
+func (r *Router) buildRA() error {
+	ra, err := r.BuildRA(packet.AllNodes())
+	if err != nil {
+		return fmt.Errorf("router: config does not give a valid Router Advertisement: %w", err)
+	}
+	r.raAllNodes.Store(&ra)
+	return nil
+}
+
+// Config returns the router's configuration with defaults applied and the
+// policy in force.
 func (r *Router) Config() Config {
 	cfg := r.cfg
+	cfg.Mode, cfg.IsolateClients = r.mode(), r.isolate.Load()
 	cfg.HostAddrs = slices.Clone(cfg.HostAddrs)
 	cfg.Routes = slices.Clone(cfg.Routes)
 	return cfg

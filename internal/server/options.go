@@ -33,27 +33,71 @@ type Options struct {
 	ServerHeader     string
 	Router           router.Config
 	Interface        string
-	MaxClients       int
+	Limits           Limits
 	HandshakeTimeout time.Duration
+	HeadTimeout      time.Duration
 	RAInterval       time.Duration
 	SetForwarding    bool
 	Offload          tundev.Offload
 	ControlSocket    string
-	Log              *slog.Logger
+	// ProxyProtocol: every connection starts with a PROXY v1/v2 header
+	// from a load balancer; ProxyFrom (empty: any) are the peers allowed
+	// to send one.
+	ProxyProtocol bool
+	ProxyFrom     []netip.Prefix
+	MetricsListen string
+	// ShutdownTimeout bounds the goodbye to clients on shutdown.
+	ShutdownTimeout time.Duration
+	SelfSigned      string // the name of a self-signed certificate in use
+	Log             *slog.Logger
+}
+
+// Limits bound what clients may take of the server. The per-source limits
+// count by the client's address (the one in a PROXY header when that is
+// on); zero there means no limit.
+type Limits struct {
+	MaxClients          int // sessions in the client table
+	MaxClientsPerSource int
+	MaxPending          int // connections in the TLS handshake or the request head
+	MaxPendingPerSource int
 }
 
 // FromConfig validates c and turns it into Options. Every error is one line
 // naming the setting and the fix, with the Windows code where one applies.
 func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
+	return fromConfig(c, log, nil)
+}
+
+// ReloadConfig is FromConfig for a running server whose options are cur: a
+// self-signed certificate of the same name is kept, not made anew.
+func ReloadConfig(c config.Server, log *slog.Logger, cur Options) (Options, error) {
+	var keep *tls.Certificate
+	if c.SelfSigned != "" && c.SelfSigned == cur.SelfSigned && cur.TLS != nil && len(cur.TLS.Certificates) > 0 {
+		keep = &cur.TLS.Certificates[0]
+	}
+	return fromConfig(c, log, keep)
+}
+
+func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Options, error) {
 	o := Options{
-		Listen:           c.Listen,
-		ServerHeader:     c.ServerHeader,
-		Interface:        c.Interface,
-		MaxClients:       c.MaxClients,
+		Listen:       c.Listen,
+		ServerHeader: c.ServerHeader,
+		Interface:    c.Interface,
+		Limits: Limits{
+			MaxClients:          c.MaxClients,
+			MaxClientsPerSource: c.MaxClientsPerSource,
+			MaxPending:          c.MaxPending,
+			MaxPendingPerSource: c.MaxPendingPerSource,
+		},
 		HandshakeTimeout: c.HandshakeTimeout,
+		HeadTimeout:      c.HeadTimeout,
 		RAInterval:       c.RAInterval,
 		SetForwarding:    c.SetForwarding,
 		ControlSocket:    c.ControlSocket,
+		ProxyProtocol:    c.ProxyProtocol,
+		MetricsListen:    c.MetricsListen,
+		ShutdownTimeout:  c.ShutdownTimeout,
+		SelfSigned:       c.SelfSigned,
 		Log:              log,
 	}
 	bad := func(format string, a ...any) (Options, error) {
@@ -82,11 +126,38 @@ func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
 	if o.Offload, err = tundev.ParseOffload(c.Offload); err != nil {
 		return bad("%v", err)
 	}
-	if o.MaxClients <= 0 {
+	if o.Limits.MaxClients <= 0 {
 		return bad("max_clients must be positive")
+	}
+	if o.Limits.MaxPending <= 0 {
+		return bad("max_pending must be positive: connections allowed in the TLS handshake or the request head at once")
+	}
+	if o.Limits.MaxClientsPerSource < 0 || o.Limits.MaxPendingPerSource < 0 {
+		return bad("max_clients_per_source and max_pending_per_source must be 0 (no limit) or positive")
 	}
 	if o.HandshakeTimeout <= 0 {
 		return bad("handshake_timeout must be positive (got %v)", o.HandshakeTimeout)
+	}
+	if o.HeadTimeout <= 0 {
+		return bad("head_timeout must be positive (got %v)", o.HeadTimeout)
+	}
+	if o.ShutdownTimeout < 0 {
+		return bad("shutdown_timeout must not be negative (got %v)", o.ShutdownTimeout)
+	}
+	for _, f := range c.ProxyProtocolFrom {
+		p, err := parsePrefixOrAddr(f)
+		if err != nil {
+			return bad("proxy_protocol_from %q: want an address or a prefix (CIDR) of the load balancer", f)
+		}
+		o.ProxyFrom = append(o.ProxyFrom, p)
+	}
+	if len(o.ProxyFrom) > 0 && !o.ProxyProtocol {
+		return bad("proxy_protocol_from is set but proxy_protocol is off: add --proxy-protocol")
+	}
+	if o.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsListen); err != nil {
+			return bad("metrics_listen %q: want host:port, e.g. 127.0.0.1:9443", o.MetricsListen)
+		}
 	}
 	if o.RAInterval < 3*time.Second {
 		return bad("ra_interval %v: use at least 3s (RFC 4861 MinRtrAdvInterval)", o.RAInterval)
@@ -141,11 +212,11 @@ func FromConfig(c config.Server, log *slog.Logger) (Options, error) {
 		}
 		return o, nil
 	}
-	o.TLS, err = serverTLS(c, mode, log)
+	o.TLS, err = serverTLS(c, mode, log, keep)
 	return o, err
 }
 
-func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config, error) {
+func serverTLS(c config.Server, mode router.Mode, log *slog.Logger, keep *tls.Certificate) (*tls.Config, error) {
 	var cert tls.Certificate
 	switch {
 	case c.Cert != "" && c.SelfSigned != "":
@@ -170,6 +241,8 @@ func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config
 		if !hasServerAuth(leaf) {
 			log.Warn("the server certificate lacks the Server Authentication EKU (1.3.6.1.5.5.7.3.1): Windows clients will refuse it")
 		}
+	case c.SelfSigned != "" && keep != nil:
+		cert = *keep
 	case c.SelfSigned != "":
 		sc, err := pki.Server(nil, pki.Options{CommonName: c.SelfSigned})
 		if err != nil {
@@ -212,10 +285,32 @@ func serverTLS(c config.Server, mode router.Mode, log *slog.Logger) (*tls.Config
 		}
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 		tc.ClientCAs = pool
-	} else if c.ClientCA != "" {
-		log.Warn("client_ca is ignored in auth_mode none")
+		if len(c.CRL) > 0 {
+			rev, err := loadRevocation(c.CRL, c.ClientCA, time.Now(), log)
+			if err != nil {
+				return nil, err
+			}
+			tc.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+				return rev.check(chains)
+			}
+		}
+	} else if c.ClientCA != "" || len(c.CRL) > 0 {
+		log.Warn("client_ca and crl are ignored in auth_mode none")
 	}
 	return tc, nil
+}
+
+// parsePrefixOrAddr parses "192.0.2.10" or "192.0.2.0/24".
+func parsePrefixOrAddr(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func hasServerAuth(c *x509.Certificate) bool {

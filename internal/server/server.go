@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/metrics"
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
@@ -28,10 +30,56 @@ import (
 
 // counters of the server outside the router.
 type counters struct {
-	sessionsTotal, sessionsActive, handshakeFailures, refusedFull atomic.Uint64
-	badRequest, notFound, badMethod                               atomic.Uint64
-	dropTruncated                                                 atomic.Uint64
-	tunWriteErrors, tunReadErrors                                 atomic.Uint64
+	sessionsTotal, sessionsActive, handshakeFailures     atomic.Uint64
+	handshakeTimeouts, headTimeouts, proxyErrors         atomic.Uint64
+	refusedFull, refusedSource                           atomic.Uint64
+	refusedPending, refusedPendingSource, refusedClosing atomic.Uint64
+	badRequest, notFound, badMethod                      atomic.Uint64
+	dropTruncated                                        atomic.Uint64
+	tunWriteErrors, tunReadErrors                        atomic.Uint64
+	reloads, reloadFailures, authModeDrops               atomic.Uint64
+	handshakeCodes                                       codeCounts
+}
+
+// refused counts a refusal by its reason.
+func (c *counters) refused(why string) {
+	switch why {
+	case refusedFull:
+		c.refusedFull.Add(1)
+	case refusedSource:
+		c.refusedSource.Add(1)
+	case refusedPending:
+		c.refusedPending.Add(1)
+	case refusedPendingSource:
+		c.refusedPendingSource.Add(1)
+	}
+}
+
+// handshakeFailed counts a failed TLS handshake and returns its code.
+func (c *counters) handshakeFailed(err error) uint32 {
+	code := handshakeCode(err)
+	c.handshakeFailures.Add(1)
+	if code == winerr.TimedOut {
+		c.handshakeTimeouts.Add(1)
+	}
+	c.handshakeCodes.add(code)
+	return code
+}
+
+// live is the part of the configuration a reload (SIGHUP) replaces while
+// the sessions stay up.
+type live struct {
+	tls              *tls.Config // nil for plain HTTP
+	limits           Limits
+	handshakeTimeout time.Duration
+	headTimeout      time.Duration
+	path             string
+	serverHeader     string
+}
+
+func liveOf(o Options) *live {
+	return &live{tls: o.TLS, limits: o.Limits, handshakeTimeout: o.HandshakeTimeout,
+		headTimeout: o.HeadTimeout, path: o.Path, serverHeader: o.ServerHeader}
 }
 
 // Server is a running IP-HTTPS server.
@@ -42,8 +90,16 @@ type Server struct {
 	dev    *tundev.Device
 	ln     net.Listener
 	ctl    net.Listener
+	mln    net.Listener // metrics; nil when off
 	since  time.Time
 	c      counters
+
+	live    atomic.Pointer[live]
+	tlsBase *tls.Config // hands each handshake the live TLS configuration
+	admit   *admission
+	logs    logLimiter
+	reload  sync.Mutex // one reload at a time; guards cur
+	cur     Options    // o as reloads changed it (o itself never changes)
 
 	writers  sync.Pool // *tundev.Writer, shared by the session readers
 	buffers  sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
@@ -64,7 +120,14 @@ func New(o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, winerr.Errorf(winerr.InvalidParameter, "router: %v", err)
 	}
-	s := &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now()}
+	s := &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now(), admit: newAdmission()}
+	s.live.Store(liveOf(o))
+	s.cur = o
+	if o.TLS != nil {
+		s.tlsBase = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.live.Load().tls, nil
+		}}
+	}
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -78,6 +141,11 @@ func New(o Options) (_ *Server, err error) {
 			return nil, winerr.Errorf(winerr.AddrInUse, "cannot listen on %s: the port is already in use by another program (find it with `ss -ltnp 'sport = :%s'`) or another iphttps server", o.Listen, portOf(o.Listen))
 		}
 		return nil, winerr.Errorf(winerr.Classify(err), "cannot listen on %s: %v", o.Listen, err)
+	}
+	if o.MetricsListen != "" {
+		if s.mln, err = net.Listen("tcp", o.MetricsListen); err != nil {
+			return nil, winerr.Errorf(winerr.Classify(err), "cannot listen on %s for metrics (metrics_listen): %v", o.MetricsListen, err)
+		}
 	}
 	if s.ctl, err = control.Listen(o.ControlSocket); err != nil {
 		return nil, err
@@ -152,11 +220,16 @@ func (s *Server) Run(ctx context.Context) error {
 		leaf := s.o.TLS.Certificates[0].Leaf
 		s.log.Info("server certificate", "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames, "not_after", leaf.NotAfter)
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); errc <- s.readHost(ctx) }()
 	go func() { defer s.wg.Done(); errc <- s.accept(ctx) }()
 	go func() { defer s.wg.Done(); errc <- control.Serve(ctx, s.ctl, s.Status) }()
+	if s.mln != nil {
+		s.log.Info("serving Prometheus metrics", "url", "http://"+s.mln.Addr().String()+"/metrics")
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); errc <- metrics.Serve(ctx, s.mln, "iphttps_server", s.counters) }()
+	}
 	// Advertise often enough that no advertised lifetime runs out between two.
 	ticker := time.NewTicker(min(s.o.RAInterval, s.router.AdvertiseInterval()))
 	defer ticker.Stop()
@@ -181,9 +254,15 @@ loop:
 	return err
 }
 
+// closeAll stops listening and ends every session: each client gets a TLS
+// close_notify (within the shutdown timeout) so it knows to reconnect,
+// then the TUN device goes.
 func (s *Server) closeAll() {
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.mln != nil {
+		s.mln.Close()
 	}
 	if s.ctl != nil {
 		s.ctl.Close()
@@ -191,17 +270,34 @@ func (s *Server) closeAll() {
 	}
 	s.mu.Lock()
 	s.closing = true
+	s.mu.Unlock()
+	s.closeSessions(s.o.ShutdownTimeout)
+	if s.dev != nil {
+		s.dev.Close()
+	}
+}
+
+// closeSessions closes every session at once and waits at most d for them.
+func (s *Server) closeSessions(d time.Duration) int {
+	s.mu.Lock()
 	open := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
 		open = append(open, ss)
 	}
 	s.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, ss := range open {
-		ss.close()
+		wg.Add(1)
+		go func() { defer wg.Done(); ss.close() }()
 	}
-	if s.dev != nil {
-		s.dev.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.log.Warn("shutdown timeout: some clients were not told goodbye", "shutdown_timeout", d)
 	}
+	return len(open)
 }
 
 func (s *Server) accept(ctx context.Context) error {
@@ -254,26 +350,31 @@ func (s *Server) readHost(ctx context.Context) error {
 	}
 }
 
+// refusedClosing: the server is shutting down (not counted).
+const refusedClosing = "closing"
+
 // addSession adds ss to the client table and attaches it to the router; it
-// fails when the table is full or the server is shutting down.
-func (s *Server) addSession(ss *session) (ok, full bool) {
+// returns why it did not (the table or the source's share is full, the
+// server is shutting down), "" when it did.
+func (s *Server) addSession(ss *session, l Limits) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false, false
+		return refusedClosing
 	}
-	if len(s.sessions) >= s.o.MaxClients {
-		return false, true
+	if why := s.admit.addSession(ss.src, l); why != "" {
+		return why
 	}
 	ss.client = s.router.Attach(ss)
 	s.sessions[ss] = struct{}{}
-	return true, false
+	return ""
 }
 
 func (s *Server) removeSession(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	s.admit.removeSession(ss.src)
 	s.router.Detach(ss.client)
 }
 
@@ -289,7 +390,7 @@ func (s *Server) Status() status.Interface {
 		InterfaceStatus: winerr.StatusActive,
 		Since:           s.since,
 		Prefix:          s.o.Router.Prefix.String(),
-		AuthMode:        s.o.Router.Mode.String(),
+		AuthMode:        s.router.Config().Mode.String(),
 		PID:             os.Getpid(),
 		Offload:         s.dev.Offloaded(),
 		Counters:        s.counters(),
@@ -311,16 +412,25 @@ func (s *Server) Status() status.Interface {
 
 func (s *Server) counters() map[string]uint64 {
 	m := map[string]uint64{
-		"sessions_total":     s.c.sessionsTotal.Load(),
-		"sessions_active":    s.c.sessionsActive.Load(),
-		"handshake_failures": s.c.handshakeFailures.Load(),
-		"refused_full":       s.c.refusedFull.Load(),
-		"http_400":           s.c.badRequest.Load(),
-		"http_404":           s.c.notFound.Load(),
-		"http_405":           s.c.badMethod.Load(),
-		"drop_truncated":     s.c.dropTruncated.Load(),
-		"tun_write_errors":   s.c.tunWriteErrors.Load(),
-		"tun_read_errors":    s.c.tunReadErrors.Load(),
+		"sessions_total":        s.c.sessionsTotal.Load(),
+		"sessions_active":       s.c.sessionsActive.Load(),
+		"handshake_failures":    s.c.handshakeFailures.Load(),
+		"refused_full":          s.c.refusedFull.Load(),
+		refusedSource:           s.c.refusedSource.Load(),
+		refusedPending:          s.c.refusedPending.Load(),
+		refusedPendingSource:    s.c.refusedPendingSource.Load(),
+		"handshake_timeouts":    s.c.handshakeTimeouts.Load(),
+		"head_timeouts":         s.c.headTimeouts.Load(),
+		"proxy_protocol_errors": s.c.proxyErrors.Load(),
+		"reloads":               s.c.reloads.Load(),
+		"reload_failures":       s.c.reloadFailures.Load(),
+		"auth_mode_drops":       s.c.authModeDrops.Load(),
+		"http_400":              s.c.badRequest.Load(),
+		"http_404":              s.c.notFound.Load(),
+		"http_405":              s.c.badMethod.Load(),
+		"drop_truncated":        s.c.dropTruncated.Load(),
+		"tun_write_errors":      s.c.tunWriteErrors.Load(),
+		"tun_read_errors":       s.c.tunReadErrors.Load(),
 	}
 	rs := s.router.Stats() // packet counts come from the router, which sees every packet
 	m["packets_from_clients"], m["bytes_from_clients"] = rs.FromClient, rs.FromClientBytes
@@ -329,5 +439,8 @@ func (s *Server) counters() map[string]uint64 {
 	for k, v := range s.router.Drops() {
 		m[dropKey(k)] += v
 	}
+	s.c.handshakeCodes.each(func(code uint32, n uint64) { m[handshakeFailureKey(code)] = n })
+	pending, _, sources := s.admit.counts()
+	m["connections_pending"], m["client_sources"] = uint64(pending), uint64(sources)
 	return m
 }

@@ -5,8 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/winerr"
 	"github.com/iphttps/iphttps/internal/wire"
 )
 
@@ -23,7 +27,6 @@ const (
 	maxHead       = 8 << 10   // largest HTTP request head accepted
 	readerSize    = 128 << 10 // per-connection receive buffer
 	outboxLimit   = 256 << 10 // per-connection send queue, in bytes
-	headTimeout   = 10 * time.Second
 	tcpKeepAlive  = 30 * time.Second
 	errorDeadline = 5 * time.Second
 	writeTimeout  = 30 * time.Second // a client that reads nothing for this long is dropped
@@ -46,7 +49,8 @@ func (b batchWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
 type session struct {
 	srv     *Server
 	conn    net.Conn
-	remote  string
+	remote  string     // the client's address and port (from the PROXY header when on)
+	src     netip.Addr // the client's address, for the per-source limits
 	subject string
 	since   time.Time
 	outbox  *wire.Outbox
@@ -86,14 +90,41 @@ func (ss *session) info() status.Client {
 	return ci
 }
 
-// serve runs one connection: TLS handshake, the IP-HTTPS POST, then packets.
+// serve runs one connection: the PROXY header when configured, TLS
+// handshake, the IP-HTTPS POST, then packets.
 func (s *Server) serve(ctx context.Context, raw net.Conn) {
-	ss := &session{srv: s, conn: raw, remote: raw.RemoteAddr().String(), since: time.Now()}
-	log := s.log.With("client", ss.remote)
+	cur := s.live.Load()
+	peer := addrPortOf(raw.RemoteAddr())
+	ss := &session{srv: s, conn: raw, remote: peer.String(), src: peer.Addr(), since: time.Now()}
 	defer ss.close()
 	// Shutdown ends the connection in every phase, handshake included.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	if s.o.ProxyProtocol {
+		if !trustedProxy(peer.Addr(), s.o.ProxyFrom) {
+			s.c.proxyErrors.Add(1)
+			s.logLimited("proxy", slog.LevelWarn, "connection refused: not from a load balancer allowed to send the PROXY header (proxy_protocol_from)", "peer", peer)
+			return
+		}
+		raw.SetReadDeadline(time.Now().Add(cur.handshakeTimeout))
+		src, err := readProxyHeader(raw)
+		if err != nil {
+			s.c.proxyErrors.Add(1)
+			s.logLimited("proxy", slog.LevelWarn, "connection refused: PROXY protocol header missing or bad", "peer", peer, "err", err)
+			return
+		}
+		raw.SetReadDeadline(time.Time{})
+		ss.remote, ss.src = src.String(), src.Addr()
+	}
+	log := s.log.With("client", ss.remote)
+	if why := s.admit.beginPending(ss.src, cur.limits); why != "" {
+		s.c.refused(why)
+		s.logLimited(why, slog.LevelWarn, "connection refused: too many connections in their handshake", "client", ss.remote, "reason", why,
+			"max_pending", cur.limits.MaxPending, "max_pending_per_source", cur.limits.MaxPendingPerSource)
+		return
+	}
+	endPending := sync.OnceFunc(func() { s.admit.endPending(ss.src) })
+	defer endPending()
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlivePeriod(tcpKeepAlive)
@@ -112,19 +143,22 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	in := batchio.Stream{Upper: low, Lower: low}
 	var out io.Writer = wire.WithWriteDeadline(low, writeTimeout)
 	if s.o.TLS != nil {
-		tconn := tls.Server(low, s.o.TLS)
+		tconn := tls.Server(low, s.tlsBase)
 		in.Upper = tconn
 		// Not offered as a wire.TryWriter: the goroutines that queue
 		// packets for a client (the TUN reader serves every client) must
 		// never write to its connection themselves, where a write the TLS
 		// layer makes from the read side (an alert) could hold them up.
 		out = batchWriter{batchio.Writer{Upper: wire.WithWriteDeadline(tconn, writeTimeout), Lower: low}}
-		hctx, cancel := context.WithTimeout(ctx, s.o.HandshakeTimeout)
+		hctx, cancel := context.WithTimeout(ctx, cur.handshakeTimeout)
 		err := tconn.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
-			s.c.handshakeFailures.Add(1)
-			log.Info("TLS handshake failed", "err", err)
+			if ctx.Err() != nil {
+				return
+			}
+			code := s.c.handshakeFailed(err)
+			s.logLimited("handshake", slog.LevelInfo, "TLS handshake failed", "client", ss.remote, "code", winerr.Hex(code), "err", err)
 			return
 		}
 		if pcs := tconn.ConnectionState().PeerCertificates; len(pcs) > 0 {
@@ -135,37 +169,43 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 
 	r := wire.NewReaderPool(in, readerSize, &s.readBufs)
 	defer r.Release()
-	ss.conn.SetReadDeadline(time.Now().Add(headTimeout))
+	ss.conn.SetReadDeadline(time.Now().Add(cur.headTimeout))
 	req, err := r.ReadRequest(maxHead)
 	if err != nil {
 		var he *wire.HeadError
-		if errors.As(err, &he) {
-			s.reject(ss, he.Status)
-			log.Info("bad IP-HTTPS request head", "err", err, "status", he.Status)
-		} else {
-			s.c.handshakeFailures.Add(1)
-			log.Info("no IP-HTTPS request", "err", err)
+		switch {
+		case errors.As(err, &he):
+			s.reject(ss, he.Status, cur.serverHeader)
+			s.logLimited("head", slog.LevelInfo, "bad IP-HTTPS request head", "client", ss.remote, "err", err, "status", he.Status)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.c.headTimeouts.Add(1)
+			s.logLimited("head", slog.LevelInfo, "no IP-HTTPS request head in time", "client", ss.remote, "head_timeout", cur.headTimeout)
+		default:
+			code := s.c.handshakeFailed(err)
+			s.logLimited("head", slog.LevelInfo, "no IP-HTTPS request", "client", ss.remote, "code", winerr.Hex(code), "err", err)
 		}
 		return
 	}
 	switch {
 	case req.Method != http.MethodPost:
-		s.reject(ss, http.StatusMethodNotAllowed)
-		log.Info("request refused: method is not POST", "method", req.Method, "path", req.Path)
+		s.reject(ss, http.StatusMethodNotAllowed, cur.serverHeader)
+		s.logLimited("request", slog.LevelInfo, "request refused: method is not POST", "client", ss.remote, "method", req.Method, "path", req.Path)
 		return
-	case !s.pathMatches(req.Path):
-		s.reject(ss, http.StatusNotFound)
-		log.Info("request refused: not the IP-HTTPS path", "path", req.Path, "want", s.o.Path)
+	case !pathMatches(req.Path, cur.path):
+		s.reject(ss, http.StatusNotFound, cur.serverHeader)
+		s.logLimited("request", slog.LevelInfo, "request refused: not the IP-HTTPS path", "client", ss.remote, "path", req.Path, "want", cur.path)
 		return
 	}
 	ss.conn.SetReadDeadline(time.Time{})
+	endPending()
 
 	// [MS-IPHTTPS] 3.2.5.1: add a Client Table entry or just disconnect.
 	ss.outbox = wire.NewOutboxPool(outboxLimit, &s.buffers)
-	if ok, full := s.addSession(ss); !ok {
-		if full {
-			s.c.refusedFull.Add(1)
-			log.Warn("client refused: the client table is full", "max_clients", s.o.MaxClients)
+	if why := s.addSession(ss, cur.limits); why != "" {
+		if why != refusedClosing {
+			s.c.refused(why)
+			s.logLimited(why, slog.LevelWarn, "client refused: session limit reached", "client", ss.remote, "reason", why,
+				"max_clients", cur.limits.MaxClients, "max_clients_per_source", cur.limits.MaxClientsPerSource)
 		}
 		return
 	}
@@ -174,7 +214,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	s.c.sessionsActive.Add(1)
 	defer s.c.sessionsActive.Add(^uint64(0))
 
-	head := wire.AppendResponse(nil, s.o.ServerHeader, time.Now())
+	head := wire.AppendResponse(nil, cur.serverHeader, time.Now())
 	ss.conn.SetWriteDeadline(time.Now().Add(errorDeadline))
 	if _, err := ss.conn.Write(head); err != nil {
 		log.Info("client went away before the response", "err", err)
@@ -257,11 +297,11 @@ func (s *Server) flush(w *tundev.Writer) {
 
 // pathMatches compares case-insensitively, as HTTP.sys does, allowing a
 // trailing slash.
-func (s *Server) pathMatches(p string) bool {
-	return strings.EqualFold(strings.TrimSuffix(p, "/"), s.o.Path)
+func pathMatches(p, want string) bool {
+	return strings.EqualFold(strings.TrimSuffix(p, "/"), want)
 }
 
-func (s *Server) reject(ss *session, code int) {
+func (s *Server) reject(ss *session, code int, serverHeader string) {
 	switch code {
 	case http.StatusNotFound:
 		s.c.notFound.Add(1)
@@ -271,7 +311,7 @@ func (s *Server) reject(ss *session, code int) {
 		s.c.badRequest.Add(1)
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(errorDeadline))
-	ss.conn.Write(wire.AppendError(nil, code, s.o.ServerHeader, time.Now()))
+	ss.conn.Write(wire.AppendError(nil, code, serverHeader, time.Now()))
 }
 
 func dropKey(reason string) string {

@@ -284,6 +284,9 @@ func (r *runner) startServer(ctx context.Context) error {
 		"--control-socket", r.sock,
 		"--log-level", "warn",
 		"--max-clients", strconv.Itoa(max(20000, r.o.Sessions+r.o.Concurrency)),
+		// The load comes from a few addresses: no per-source limits.
+		"--max-clients-per-source", "0", "--max-pending-per-source", "0",
+		"--max-pending", strconv.Itoa(max(4096, 2*r.o.Concurrency)),
 	}
 	logPath := filepath.Join(r.dir, "server.log")
 	r.log.Info("starting the server", "namespace", nsSrv, "log", logPath)
