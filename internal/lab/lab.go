@@ -44,6 +44,11 @@ type Options struct {
 	// ServerArgs and ClientArgs are appended to every server and client
 	// command line.
 	ServerArgs []string
+	// ServerConfig, when set, is a TOML file the server reads with
+	// --config; the authentication settings are then left to it (no
+	// --auth-mode or --client-ca flags, which would win over the file and
+	// a reload).
+	ServerConfig string
 	ClientArgs []string
 	// DNSRecords are extra dnsmasq --host-record values ("name,addr[,addr]").
 	DNSRecords []string
@@ -390,10 +395,13 @@ func (l *Lab) ServerArgs() []string {
 		"--key", filepath.Join(l.dir, "server.key"),
 		"--prefix", LinkPrefix,
 		"--route", IntranetPrefix,
-		"--auth-mode", l.opts.AuthMode,
 		"--control-socket", l.SocketFile("server"),
 		"--log-level", l.opts.LogLevel,
 	}
+	if l.opts.ServerConfig != "" {
+		return append(append(args, "--config", l.opts.ServerConfig), l.opts.ServerArgs...)
+	}
+	args = append(args, "--auth-mode", l.opts.AuthMode)
 	if l.opts.AuthMode == "certificates" {
 		args = append(args, "--client-ca", l.CAFile())
 	}

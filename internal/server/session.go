@@ -158,7 +158,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 				return
 			}
 			code := s.c.handshakeFailed(err)
-			s.logLimited("handshake", slog.LevelInfo, "TLS handshake failed", "client", ss.remote, "code", winerr.Hex(code), "err", err)
+			s.logLimited("handshake "+winerr.Hex(code), slog.LevelInfo, "TLS handshake failed", "client", ss.remote, "code", winerr.Hex(code), "err", err)
 			return
 		}
 		if pcs := tconn.ConnectionState().PeerCertificates; len(pcs) > 0 {
