@@ -49,7 +49,7 @@ type Options struct {
 	// --auth-mode or --client-ca flags, which would win over the file and
 	// a reload).
 	ServerConfig string
-	ClientArgs []string
+	ClientArgs   []string
 	// DNSRecords are extra dnsmasq --host-record values ("name,addr[,addr]").
 	DNSRecords []string
 	// DNSArgs are extra dnsmasq arguments.
