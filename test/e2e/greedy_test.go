@@ -225,10 +225,12 @@ func TestGreedyHalfOpen(t *testing.T) {
 		t.Fatalf("route to the extra sources: %v\n%s", err, out)
 	}
 
+	roots := labRoots(t, l)
 	base := timeToActive(t, l, 1)
 	if err := l.StopClient(1); err != nil {
 		t.Fatal(err)
 	}
+	rawBase := timeTo200(t, l, roots, l.ClientNS(1))
 
 	// 1,000 connections stuck in the handshake: half silent, half with a
 	// partial ClientHello.
@@ -250,11 +252,13 @@ func TestGreedyHalfOpen(t *testing.T) {
 		conns = append(conns, c)
 	}
 	opened := time.Now()
+	rawHalfOpen := timeTo200(t, l, roots, l.ClientNS(1))
 	withHalfOpen := timeToActive(t, l, 1)
-	t.Logf("time to active: %s without, %s with %d half-open TLS connections from %d sources",
-		base.Round(time.Millisecond), withHalfOpen.Round(time.Millisecond), flood, sources)
-	if withHalfOpen > base+5*time.Second {
-		t.Errorf("%d half-open connections delayed a new client from %s to %s", flood, base, withHalfOpen)
+	t.Logf("time to active: %s without, %s with %d half-open TLS connections from %d sources; TLS + head + 200: %s without, %s with",
+		base.Round(time.Millisecond), withHalfOpen.Round(time.Millisecond), flood, sources,
+		rawBase.Round(100*time.Microsecond), rawHalfOpen.Round(100*time.Microsecond))
+	if withHalfOpen > base+5*time.Second || rawHalfOpen > rawBase+2*time.Second {
+		t.Errorf("%d half-open connections delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withHalfOpen, rawBase, rawHalfOpen)
 	}
 	if got := counterReachesWithin(t, l, "handshake_timeouts", hs0+flood, 20*time.Second); got != hs0+flood {
 		t.Errorf("handshake_timeouts went %d -> %d, want +%d", hs0, got, flood)
@@ -270,7 +274,6 @@ func TestGreedyHalfOpen(t *testing.T) {
 	}
 
 	// 1,000 connections that finish TLS and never send the head.
-	roots := labRoots(t, l)
 	hd0 := counter(t, l, "head_timeouts")
 	tlsConns := make([]net.Conn, flood)
 	var wg sync.WaitGroup
@@ -308,15 +311,64 @@ func TestGreedyHalfOpen(t *testing.T) {
 		}
 	}()
 	t.Logf("%d TLS connections completed in %s", flood, time.Since(began).Round(time.Millisecond))
+	rawIdleTLS := timeTo200(t, l, roots, l.ClientNS(1))
 	withIdleTLS := timeToActive(t, l, 1)
-	t.Logf("time to active: %s with %d TLS connections that send no head", withIdleTLS.Round(time.Millisecond), flood)
-	if withIdleTLS > base+5*time.Second {
-		t.Errorf("%d idle TLS connections delayed a new client from %s to %s", flood, base, withIdleTLS)
+	t.Logf("time to active: %s with %d TLS connections that send no head; TLS + head + 200: %s",
+		withIdleTLS.Round(time.Millisecond), flood, rawIdleTLS.Round(100*time.Microsecond))
+	if withIdleTLS > base+5*time.Second || rawIdleTLS > rawBase+2*time.Second {
+		t.Errorf("%d idle TLS connections delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withIdleTLS, rawBase, rawIdleTLS)
 	}
 	if got := counterReachesWithin(t, l, "head_timeouts", hd0+flood, 25*time.Second); got != hd0+flood {
 		t.Errorf("head_timeouts went %d -> %d, want +%d", hd0, got, flood)
 	}
+	for i, c := range tlsConns {
+		if c != nil {
+			c.Close()
+			tlsConns[i] = nil
+		}
+	}
 	mustPing(t, l, l.ClientNS(1), lab.IntranetHost)
+	if err := l.StopClient(1); err != nil {
+		t.Fatal(err)
+	}
+
+	// 1,000 from one source: beyond the default 64 pending per source
+	// they are refused at once, and the client from another source is
+	// not held up.
+	const perSource = 64
+	ps0, hs1 := counter(t, l, "refused_pending_source_limit"), counter(t, l, "handshake_timeouts")
+	for range flood {
+		c, err := dialTCP(l, attacker, "")
+		if err != nil {
+			t.Fatalf("connection from one source: %v", err)
+		}
+		conns = append(conns, c)
+	}
+	rawOneSource := timeTo200(t, l, roots, l.ClientNS(1))
+	withOneSource := timeToActive(t, l, 1)
+	t.Logf("time to active: %s with %d half-open connections from one source; TLS + head + 200: %s",
+		withOneSource.Round(time.Millisecond), flood, rawOneSource.Round(100*time.Microsecond))
+	if withOneSource > base+5*time.Second || rawOneSource > rawBase+2*time.Second {
+		t.Errorf("%d half-open connections from one source delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withOneSource, rawBase, rawOneSource)
+	}
+	if got := counterReaches(t, l, "refused_pending_source_limit", ps0+flood-perSource); got != ps0+flood-perSource {
+		t.Errorf("refused_pending_source_limit went %d -> %d, want +%d", ps0, got, flood-perSource)
+	}
+	if got := counterReachesWithin(t, l, "handshake_timeouts", hs1+perSource, 15*time.Second); got != hs1+perSource {
+		t.Errorf("handshake_timeouts went %d -> %d, want +%d (the ones within the per-source limit)", hs1, got, perSource)
+	}
+	mustPing(t, l, l.ClientNS(1), lab.IntranetHost)
+}
+
+// timeTo200 opens a raw IP-HTTPS session from ns and returns how long the
+// TCP connect, TLS handshake, head and 200 took.
+func timeTo200(t *testing.T, l *lab.Lab, roots *x509.CertPool, ns string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	p := openRaw(t, l, roots, ns, "")
+	d := time.Since(start)
+	p.conn.Close()
+	return d
 }
 
 // completeTLS connects from ns and source src and finishes the TLS
