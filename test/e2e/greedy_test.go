@@ -84,6 +84,21 @@ func udpFlood(t *testing.T, l *lab.Lab, ns string, dsts []netip.Addr, size int, 
 	return n
 }
 
+// tunTxDropped is the tx_dropped count of the server's TUN device: packets
+// the kernel could not queue for the server to read.
+func tunTxDropped(t *testing.T, l *lab.Lab) int {
+	t.Helper()
+	out, err := l.Exec(l.NS(lab.RoleEdge), "cat", "/sys/class/net/"+lab.ServerDevice+"/statistics/tx_dropped")
+	if err != nil {
+		t.Fatalf("tx_dropped: %v %s", err, out)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // timeToActive starts client i and returns how long it takes to be active.
 func timeToActive(t *testing.T, l *lab.Lab, i int) time.Duration {
 	t.Helper()
@@ -139,10 +154,12 @@ func TestGreedyNonReading(t *testing.T) {
 
 	pg := startPinger(l, l.ClientNS(1), lab.IntranetHost)
 	qf0 := counter(t, l, "drop_queue_full")
+	tunDrops0 := tunTxDropped(t, l)
 	floodStart := time.Now()
 	sent1 := udpFlood(t, l, l.NS(lab.RoleCorp), addrs, 1200, 4*time.Second, 200_000)
 	rss2 := serverRSS(t, l)
 	sent2 := udpFlood(t, l, l.NS(lab.RoleCorp), addrs, 1200, 4*time.Second, 200_000)
+	floodTook := time.Since(floodStart)
 	rss3 := serverRSS(t, l)
 	qf := counter(t, l, "drop_queue_full") - qf0
 	sentPings, recvPings, errs := pg.finish()
@@ -158,7 +175,8 @@ func TestGreedyNonReading(t *testing.T) {
 	}
 	t.Logf("server RSS: %d KiB idle, %d KiB with %d non-reading sessions, %d KiB after flood 1 (%d datagrams of 1200 B), %d KiB after flood 2 (%d datagrams)",
 		rss0, rss1, sessions, rss2, sent1, rss3, sent2)
-	t.Logf("drop_queue_full +%d; most bytes written to one non-reading session: %d", qf, queued)
+	t.Logf("flood of %d datagrams took %s; drop_queue_full +%d; server TUN tx_dropped +%d; most bytes written to one non-reading session: %d",
+		sent1+sent2, floodTook.Round(time.Millisecond), qf, tunTxDropped(t, l)-tunDrops0, queued)
 	t.Logf("honest cli1 during the flood: %d pings sent, %d received %v", sentPings, recvPings, errs)
 
 	// Bounded: at most 1 MiB per non-reading session over the idle
