@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -287,11 +286,4 @@ func (p *pinger) finish() (sent, recv int, errs []string) {
 	close(p.stop)
 	<-p.done
 	return p.sent, p.recv, p.errs
-}
-
-// drainAndClose reads whatever the server sends until it closes (bounded).
-func drainAndClose(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(rawDeadline))
-	io.Copy(io.Discard, c)
-	c.Close()
 }
