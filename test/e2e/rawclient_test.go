@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -248,8 +247,6 @@ type pinger struct {
 	rounds     int
 	errs       []string
 }
-
-var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 
 func startPinger(l *lab.Lab, ns, dst string) *pinger {
 	p := &pinger{name: ns, stop: make(chan struct{}), done: make(chan struct{})}
