@@ -30,15 +30,15 @@ import (
 
 // counters of the server outside the router.
 type counters struct {
-	sessionsTotal, sessionsActive, handshakeFailures     atomic.Uint64
-	handshakeTimeouts, headTimeouts, proxyErrors         atomic.Uint64
-	refusedFull, refusedSource                           atomic.Uint64
-	refusedPending, refusedPendingSource, refusedClosing atomic.Uint64
-	badRequest, notFound, badMethod                      atomic.Uint64
-	dropTruncated                                        atomic.Uint64
-	tunWriteErrors, tunReadErrors                        atomic.Uint64
-	reloads, reloadFailures, authModeDrops               atomic.Uint64
-	handshakeCodes                                       codeCounts
+	sessionsTotal, sessionsActive, handshakeFailures   atomic.Uint64
+	handshakeTimeouts, headTimeouts, proxyErrors       atomic.Uint64
+	refusedFull, refusedSource                         atomic.Uint64
+	refusedPending, refusedPendingSource, healthChecks atomic.Uint64
+	badRequest, notFound, badMethod                    atomic.Uint64
+	dropTruncated                                      atomic.Uint64
+	tunWriteErrors, tunReadErrors                      atomic.Uint64
+	reloads, reloadFailures, authModeDrops             atomic.Uint64
+	handshakeCodes                                     codeCounts
 }
 
 // refused counts a refusal by its reason.
@@ -422,6 +422,7 @@ func (s *Server) counters() map[string]uint64 {
 		"handshake_timeouts":    s.c.handshakeTimeouts.Load(),
 		"head_timeouts":         s.c.headTimeouts.Load(),
 		"proxy_protocol_errors": s.c.proxyErrors.Load(),
+		"health_checks":         s.c.healthChecks.Load(),
 		"reloads":               s.c.reloads.Load(),
 		"reload_failures":       s.c.reloadFailures.Load(),
 		"auth_mode_drops":       s.c.authModeDrops.Load(),
