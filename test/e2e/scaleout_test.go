@@ -436,17 +436,112 @@ func scaleCounterReaches(t *testing.T, l *lab.Lab, s int, name string, want uint
 	}
 }
 
+// Server counters the PROXY protocol checks read.
+const (
+	counterPerSource = "refused_per_source"
+	counterProxyErr  = "proxy_protocol_errors"
+)
+
 // scalePerSource opens sessions by hand from client 1's namespace (its
 // real address already has a session on server home) through HAProxy:
-// with --max-clients-per-source 1, the one server that has no session from
+// with --max-clients-per-source 1, the server that has no session from
 // that address yet lets exactly one in, every other attempt is refused,
-// and the servers count the refusals.
+// and the servers count and log the refusals by the real address.
 func scalePerSource(t *testing.T, l *lab.Lab, home int) {
 	t.Helper()
-	_ = home
+	roots := scaleRoots(t, l)
+	before := map[int]uint64{}
+	for s := 1; s <= scaleServers; s++ {
+		before[s] = scaleCounter(t, l, s, counterPerSource)
+	}
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	var notes []string
+	refused := 0
+	// leastconn: an accepted session makes its server the busier one, so
+	// the attempts after it go to the other (client 1's), and are refused.
+	for n := 0; n < 8 && (len(open) == 0 || refused < 2); n++ {
+		c, what := iphttpsAttempt(l.ClientNS(1), net.JoinHostPort(lab.ServerIPv4, "443"), nil, roots)
+		if c != nil {
+			open = append(open, c)
+		} else {
+			refused++
+		}
+		notes = append(notes, what)
+	}
+	t.Logf("FIGURE: per-source limit 1: %d more sessions from %s through HAProxy: %d accepted, %d refused (%s)",
+		len(notes), lab.ClientIPv4(1), len(open), refused, strings.Join(notes, "; "))
+	if len(open) != 1 {
+		t.Errorf("%d of %d extra sessions from %s were accepted; want exactly 1 (on the server that had none from it)", len(open), len(notes), lab.ClientIPv4(1))
+	}
+	if refused == 0 {
+		t.Errorf("no extra session from %s was refused", lab.ClientIPv4(1))
+	}
+	// Each server now has exactly one session from client 1's address.
+	var counted uint64
+	for s := 1; s <= scaleServers; s++ {
+		name := lab.ScaleServerName(s)
+		st, err := l.Status(context.Background(), name)
+		if err != nil {
+			t.Fatalf("%s status: %v", name, err)
+		}
+		n := 0
+		for _, c := range st.Clients {
+			if ap, err := netip.ParseAddrPort(c.Remote); err == nil && ap.Addr().String() == lab.ClientIPv4(1) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s has %d sessions from %s, want 1 (clients %+v)", name, n, lab.ClientIPv4(1), st.Clients)
+		}
+		v := scaleCounter(t, l, s, counterPerSource)
+		counted += v - before[s]
+		t.Logf("FIGURE: %s %s +%d", name, counterPerSource, v-before[s])
+	}
+	if counted != uint64(refused) {
+		t.Errorf("the servers counted %d refusals (%s), the attempts saw %d", counted, counterPerSource, refused)
+	}
+	if lines := scaleLogLines(t, l, lab.ScaleServerName(home), lab.ClientIPv4(1)+":", "refused"); len(lines) == 0 {
+		t.Errorf("%s's log has no refusal naming %s:\n%s", lab.ScaleServerName(home), lab.ClientIPv4(1), lab.LogTail(l.LogFile(lab.ScaleServerName(home)), 20))
+	}
 }
 
-// scaleRefuseDirect connects to server 1 around HAProxy.
+// scaleRefuseDirect connects to server 1 around HAProxy: from HAProxy's own
+// namespace and address (a peer allowed to send the header) without a
+// header, and from a client with a forged header (a peer not allowed to).
+// Both must be refused, the first counted as a PROXY protocol error.
 func scaleRefuseDirect(t *testing.T, l *lab.Lab) {
 	t.Helper()
+	roots := scaleRoots(t, l)
+	srv := net.JoinHostPort(lab.ScaleServerIPv4(1), "443")
+	errs0 := scaleCounter(t, l, 1, counterProxyErr)
+	sessions0 := scaleCounter(t, l, 1, "sessions_total")
+
+	c, what := iphttpsAttempt(l.NS(lab.RoleEdge), srv, nil, roots)
+	if c != nil {
+		c.Close()
+		t.Errorf("a session without a PROXY header from %s straight to %s was accepted", lab.ScaleEdgeIPv4(1), srv)
+	}
+	errs1 := scaleCounterReaches(t, l, 1, counterProxyErr, errs0+1)
+	t.Logf("FIGURE: no PROXY header, from %s (HAProxy's address) to %s: refused (%s); %s +%d", lab.ScaleEdgeIPv4(1), srv, what, counterProxyErr, errs1-errs0)
+	if errs1 != errs0+1 {
+		t.Errorf("%s went from %d to %d after one connection without a header; want +1", counterProxyErr, errs0, errs1)
+	}
+
+	// A client forging a header that claims another client's address.
+	forged := []byte(fmt.Sprintf("PROXY TCP4 %s %s 40000 443\r\n", lab.ClientIPv4(3), lab.ScaleServerIPv4(1)))
+	c, what = iphttpsAttempt(l.ClientNS(2), srv, forged, roots)
+	if c != nil {
+		c.Close()
+		t.Errorf("a session with a PROXY header from %s (not in --proxy-protocol-from) was accepted", lab.ClientIPv4(2))
+	}
+	errs2 := scaleCounter(t, l, 1, counterProxyErr)
+	t.Logf("FIGURE: forged PROXY header from %s (not an allowed peer) to %s: refused (%s); %s +%d", lab.ClientIPv4(2), srv, what, counterProxyErr, errs2-errs1)
+	if got := scaleCounter(t, l, 1, "sessions_total"); got != sessions0 {
+		t.Errorf("%s's sessions_total went from %d to %d during the direct attempts", lab.ScaleServerName(1), sessions0, got)
+	}
 }
