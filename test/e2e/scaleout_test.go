@@ -106,6 +106,8 @@ func TestScaleOut(t *testing.T) {
 			if len(logged) == 0 {
 				t.Errorf("%s's log has no \"client connected\" line with %s's address %s:\n%s",
 					name, lab.ClientName(i), lab.ClientIPv4(i), lab.LogTail(l.LogFile(name), 20))
+			} else if i == 1 {
+				t.Logf("%s's log: %s", name, logged[0])
 			}
 		}
 	}
@@ -196,11 +198,14 @@ func TestScaleOut(t *testing.T) {
 	for _, i := range stayed {
 		mustPing(t, l, l.ClientNS(i), lab.IntranetHost)
 	}
+	if st, err := l.Status(context.Background(), lab.ScaleServerName(survivor)); err == nil {
+		t.Logf("FIGURE: %s counters at the end: %v", lab.ScaleServerName(survivor), st.Counters)
+	}
 }
 
 // scaleProxyProtocol switches on send-proxy-v2 and the servers'
 // --proxy-protocol, and the checks that need them.
-const scaleProxyProtocol = false
+const scaleProxyProtocol = true
 
 // scaleAddr is the first address of s inside one of the scale-out servers'
 // prefixes.
@@ -438,7 +443,7 @@ func scaleCounterReaches(t *testing.T, l *lab.Lab, s int, name string, want uint
 
 // Server counters the PROXY protocol checks read.
 const (
-	counterPerSource = "refused_per_source"
+	counterPerSource = "refused_source_limit"
 	counterProxyErr  = "proxy_protocol_errors"
 )
 
@@ -539,7 +544,10 @@ func scaleRefuseDirect(t *testing.T, l *lab.Lab) {
 		c.Close()
 		t.Errorf("a session with a PROXY header from %s (not in --proxy-protocol-from) was accepted", lab.ClientIPv4(2))
 	}
-	errs2 := scaleCounter(t, l, 1, counterProxyErr)
+	errs2 := scaleCounterReaches(t, l, 1, counterProxyErr, errs1+1)
+	if errs2 != errs1+1 {
+		t.Errorf("%s went from %d to %d after one forged header from a peer not allowed to send one; want +1", counterProxyErr, errs1, errs2)
+	}
 	t.Logf("FIGURE: forged PROXY header from %s (not an allowed peer) to %s: refused (%s); %s +%d", lab.ClientIPv4(2), srv, what, counterProxyErr, errs2-errs1)
 	if got := scaleCounter(t, l, 1, "sessions_total"); got != sessions0 {
 		t.Errorf("%s's sessions_total went from %d to %d during the direct attempts", lab.ScaleServerName(1), sessions0, got)
