@@ -41,9 +41,9 @@ const (
 	HAProxyBackend = "iphttps"
 	// scaleBackendNet holds the edge-to-server links (one /30 each).
 	scaleBackendNet = "192.0.2.128/25"
-	// maxScaleServers keeps the /30s inside scaleBackendNet and the
-	// prefixes below 2001:db8:20::/48.
-	maxScaleServers = 31
+	// maxScaleServers keeps the /30s inside scaleBackendNet (the last one
+	// is 192.0.2.252/30).
+	maxScaleServers = 32
 )
 
 // ScaleOutOptions configure StartScaleOut.
