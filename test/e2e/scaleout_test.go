@@ -34,7 +34,8 @@ const (
 // addresses (not HAProxy's), that a connection without the header, or with
 // one from a peer that may not send it, is refused and counted, and that
 // when a server is killed its clients come back through HAProxy on the
-// other server, with that server's prefix, and reach the intranet again.
+// other server, with that server's prefix, and reach the intranet again,
+// while the clients already on that server keep their sessions.
 func TestScaleOut(t *testing.T) {
 	if err := lab.CheckHAProxy(); err != nil {
 		t.Fatalf("the scale-out test runs a real HAProxy: %v", err)
@@ -198,9 +199,20 @@ func TestScaleOut(t *testing.T) {
 	for _, i := range stayed {
 		mustPing(t, l, l.ClientNS(i), lab.IntranetHost)
 	}
-	if st, err := l.Status(context.Background(), lab.ScaleServerName(survivor)); err == nil {
-		t.Logf("FIGURE: %s counters at the end: %v", lab.ScaleServerName(survivor), st.Counters)
+	st, err := l.Status(context.Background(), lab.ScaleServerName(survivor))
+	if err != nil {
+		t.Fatalf("%s status: %v", lab.ScaleServerName(survivor), err)
 	}
+	// The survivor's own clients kept their sessions through the failover.
+	for _, c := range st.Clients {
+		for _, i := range stayed {
+			if strings.HasPrefix(c.Remote, lab.ClientIPv4(i)+":") && !c.Since.Before(killed) {
+				t.Errorf("%s's session on %s began at %s, after the kill of %s at %s: it was disturbed",
+					lab.ClientName(i), lab.ScaleServerName(survivor), c.Since.Format(time.StampMilli), lab.ScaleServerName(victim), killed.Format(time.StampMilli))
+			}
+		}
+	}
+	t.Logf("FIGURE: %s counters at the end: %v", lab.ScaleServerName(survivor), st.Counters)
 }
 
 // scaleProxyProtocol switches on send-proxy-v2 and the servers'
