@@ -78,7 +78,7 @@ func ClientIPv4(i int) string { return fmt.Sprintf("198.51.100.%d", 8*i+2) }
 func LinkPrefixValue() netip.Prefix { return netip.MustParsePrefix(LinkPrefix) }
 
 // roleRE matches the role part of a lab namespace name.
-var roleRE = regexp.MustCompile(`^(inet|edge|corp|cli[0-9]+)$`)
+var roleRE = regexp.MustCompile(`^(inet|edge|corp|cli[0-9]+|srv[0-9]+)$`)
 
 // IsLabNamespace reports whether name is a lab namespace of prefix: the
 // prefix followed by one of the lab's roles. Clean-up only ever touches
