@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/pires/go-proxyproto"
+	"golang.org/x/sys/unix"
 )
 
 // maxProxyV2Body bounds the addresses and TLVs a PROXY v2 header may carry.
@@ -116,4 +118,30 @@ func trustedProxy(peer netip.Addr, from []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// closedBeforeData waits (until c's read deadline) for the first byte after
+// the PROXY header and reports whether the peer closed or reset the
+// connection instead of sending one: what a load balancer's TCP health
+// check does. The byte is only peeked at; it stays for the TLS layer.
+func closedBeforeData(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	var b [1]byte
+	rerr := rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK)
+		if err == unix.EAGAIN {
+			return false // wait for data
+		}
+		closed = n == 0 || err != nil
+		return true
+	})
+	return rerr == nil && closed
 }

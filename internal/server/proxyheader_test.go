@@ -135,3 +135,43 @@ func TestTrustedProxy(t *testing.T) {
 		t.Error("an empty list must trust any peer")
 	}
 }
+
+func TestClosedBeforeData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, c := range []struct {
+		name   string
+		client func(net.Conn)
+		closed bool
+	}{
+		{"close", func(c net.Conn) { c.Close() }, true},
+		{"reset", func(c net.Conn) { c.(*net.TCPConn).SetLinger(0); c.Close() }, true},
+		{"data", func(c net.Conn) { c.Write([]byte("\x16")); time.Sleep(100 * time.Millisecond); c.Close() }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			go c.client(cc)
+			if got := closedBeforeData(sc); got != c.closed {
+				t.Fatalf("closedBeforeData %v, want %v", got, c.closed)
+			}
+			if !c.closed {
+				b := make([]byte, 1)
+				if n, _ := sc.Read(b); n != 1 || b[0] != 0x16 {
+					t.Fatal("the peeked byte was consumed")
+				}
+			}
+		})
+	}
+}

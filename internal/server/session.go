@@ -100,7 +100,6 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	// Shutdown ends the connection in every phase, handshake included.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	healthCheck := false // a load balancer's LOCAL probe
 	if s.o.ProxyProtocol {
 		if !trustedProxy(peer.Addr(), s.o.ProxyFrom) {
 			s.c.proxyErrors.Add(1)
@@ -108,11 +107,15 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 			return
 		}
 		raw.SetReadDeadline(time.Now().Add(cur.handshakeTimeout))
-		src, local, err := readProxyHeader(raw)
-		healthCheck = local
+		src, _, err := readProxyHeader(raw)
 		if err != nil {
 			s.c.proxyErrors.Add(1)
 			s.logLimited("proxy", slog.LevelWarn, "connection refused: PROXY protocol header missing or bad", "peer", peer, "err", err)
+			return
+		}
+		if closedBeforeData(raw) {
+			// A load balancer's health check: a header, then gone.
+			s.c.healthChecks.Add(1)
 			return
 		}
 		raw.SetReadDeadline(time.Time{})
@@ -157,11 +160,6 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return
-			}
-			if healthCheck && errors.Is(err, io.EOF) {
-				// The probe connected, said LOCAL and left: not a failure.
-				s.c.healthChecks.Add(1)
 				return
 			}
 			code := s.c.handshakeFailed(err)
