@@ -37,3 +37,28 @@ func (b *Backoff) Next(now time.Time) time.Duration {
 
 // Reset is called after a successful connection.
 func (b *Backoff) Reset() { b.running = false }
+
+// Spread is the wait before the first attempt after an established session
+// ended: a random time from 0 to Jitter×Initial (0 to 3 s with the defaults).
+// The sessions of every client of a server end at the same moment when the
+// server restarts or its link fails; without this wait they would all
+// reconnect within the same few milliseconds, and again together at each
+// later step of the timer.
+func (b *Backoff) Spread() time.Duration {
+	if b.Jitter <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Float64() * b.Jitter * float64(b.Initial))
+}
+
+// retryWait is how long the client waits after a connection attempt ended at
+// now. lost tells that it ended an established session (a link that was up
+// for a while): the timer restarts and the first retry comes after Spread.
+// Otherwise the attempt failed and the timer goes on.
+func retryWait(b *Backoff, lost bool, now time.Time) time.Duration {
+	if lost {
+		b.Reset()
+		return b.Spread()
+	}
+	return b.Next(now)
+}

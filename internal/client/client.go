@@ -76,6 +76,7 @@ type Client struct {
 	cur      atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
 	c        counters
 	lk       link
+	routerLL atomic.Pointer[netip.Addr] // source of the last router advertisement: the liveness probes' target
 }
 
 // New prepares a client; nothing touches the system until Run.
@@ -188,15 +189,14 @@ func (c *Client) Run(ctx context.Context) error {
 			continue
 		}
 		c.fail(err)
-		wait := time.Duration(0)
-		if wasUp && c.lk.upFor() >= minUpForReset {
-			// A link that was up for a while just ended: try again at once,
-			// then follow the timer.
-			bo.Reset()
+		// A link that was up for a while just ended: try again soon (after
+		// a random part of the first step, so the clients of a restarted
+		// server do not all come back at once), then follow the timer.
+		lost := wasUp && c.lk.upFor() >= minUpForReset
+		if lost {
 			early = false
-		} else {
-			wait = bo.Next(time.Now())
 		}
+		wait := retryWait(&bo, lost, time.Now())
 		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
 		c.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "last_error", winerr.Hex(winerr.Classify(err)))
 		kicks := kick

@@ -21,6 +21,10 @@ const (
 	dadWait     = time.Second     // RFC 4861 RetransTimer: wait for a defending NA
 	rsInterval  = 2 * time.Second // between router solicitations while none is answered
 	dadAttempts = 3               // fresh interface identifiers tried on conflicts
+	// reclaimAttempts is how many more times the address of the previous
+	// connection is probed, reclaimWait apart, before another is chosen.
+	reclaimAttempts = 3
+	reclaimWait     = time.Second
 )
 
 var (
@@ -166,10 +170,26 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 	})
 	c.log.Info("IPHTTPS interface active", "address", l.addr, "prefix", l.prefix, "routes", l.routes)
 
+	live := newLiveness(time.Now(), c.c.pktsDown.Load())
+	check := time.NewTicker(livenessCheck)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case now := <-check.C:
+			probe, dead, silent := live.check(now, c.c.pktsDown.Load())
+			if dead {
+				return winerr.Errorf(winerr.TimedOut, "nothing came from the server for %v despite neighbor solicitations to the router: the connection is dead", silent.Round(time.Second))
+			}
+			if probe {
+				if r := c.routerLL.Load(); r != nil {
+					send(ll, *r, &ndp.NeighborSolicitation{TargetAddress: *r})
+				} else {
+					send(ll, allRouters, &ndp.RouterSolicitation{})
+				}
+				c.log.Debug("the server is silent; probing the router", "silent", silent.Round(time.Second))
+			}
 		case m := <-nd:
 			if ra, ok := m.(*ndp.RouterAdvertisement); ok {
 				if err := l.apply(ctx, c, ra, nd, dad, outerV6, false); err != nil {
@@ -278,6 +298,7 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 // choosing a new interface identifier when the server defends the address
 // for another client.
 func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix, nd <-chan ndp.Message, dad func(netip.Addr)) (netip.Addr, error) {
+	reclaims := 0
 	for i := 0; i < dadAttempts; i++ {
 		addr := withIID(pfx.Addr(), l.gIID)
 		dad(addr)
@@ -301,6 +322,19 @@ func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix
 		}
 		if !conflict {
 			return addr, nil
+		}
+		if l.addr == addr && reclaims < reclaimAttempts {
+			// The address of our previous connection: the server most
+			// likely defends it for that connection, which it has not yet
+			// seen end (a reset or a dead path reached only this side).
+			// Keeping the address keeps every socket bound to it.
+			reclaims++
+			i--
+			c.log.Info("our previous address is still held at the server, probably by our previous connection; trying it again", "addr", addr, "in", reclaimWait)
+			if !sleep(ctx, reclaimWait) {
+				return addr, ctx.Err()
+			}
+			continue
 		}
 		c.log.Warn("address in use by another client (duplicate address detection); choosing another", "addr", addr)
 		if l.addr == addr {

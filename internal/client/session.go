@@ -276,6 +276,11 @@ func (c *Client) receive(r *wire.Reader, nd chan<- ndp.Message) error {
 		c.c.bytesDown.Add(uint64(len(pkt)))
 		if typ, ok := packet.ICMPv6Type(pkt); ok && (typ == packet.TypeRouterAdvertisement || typ == packet.TypeNeighborAdvertisement) {
 			if m, err := packet.ParseND(pkt); err == nil {
+				if typ == packet.TypeRouterAdvertisement {
+					if src := packet.Src(pkt); src.IsLinkLocalUnicast() {
+						c.routerLL.Store(&src)
+					}
+				}
 				select {
 				case nd <- m:
 				default:
