@@ -639,9 +639,9 @@ func (m *monitor) lastSessions(t time.Time) uint64 {
 	return v
 }
 
-// pinger is a real ping(8) at 5 packets a second from a client to the
+// outagePing is a real ping(8) at 5 packets a second from a client to the
 // intranet host, with each reply's time (-D).
-type pinger struct {
+type outagePing struct {
 	name string
 	cmd  *exec.Cmd
 	out  bytes.Buffer
@@ -649,13 +649,13 @@ type pinger struct {
 	once sync.Once
 }
 
-// startPings starts a pinger per client; they are stopped by checkPings
+// startPings starts a ping per client; they are stopped by checkPings
 // (or, if the test fails first, by the clean-up).
-func startPings(t *testing.T, l *lab.Lab, clients []int) []*pinger {
+func startPings(t *testing.T, l *lab.Lab, clients []int) []*outagePing {
 	t.Helper()
-	var ps []*pinger
+	var ps []*outagePing
 	for _, i := range clients {
-		p := &pinger{name: lab.ClientName(i), done: make(chan error, 1)}
+		p := &outagePing{name: lab.ClientName(i), done: make(chan error, 1)}
 		// -w bounds it in case nothing stops it.
 		p.cmd = exec.Command("ip", "netns", "exec", l.ClientNS(i), "ping", "-6", "-n", "-D", "-i", "0.2", "-W", "1", "-w", "300", lab.IntranetHost)
 		p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
@@ -670,7 +670,7 @@ func startPings(t *testing.T, l *lab.Lab, clients []int) []*pinger {
 }
 
 // stop interrupts ping (it then prints its summary) and waits for it.
-func (p *pinger) stop() {
+func (p *outagePing) stop() {
 	p.once.Do(func() {
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
@@ -694,7 +694,7 @@ type pingResult struct {
 	longestGap     time.Duration // between two replies: how long traffic stopped
 }
 
-func (p *pinger) result() (pingResult, error) {
+func (p *outagePing) result() (pingResult, error) {
 	p.stop()
 	var r pingResult
 	out := p.out.String()
@@ -720,7 +720,7 @@ func (p *pinger) result() (pingResult, error) {
 
 // checkPings stops the pingers and checks that replies came again after the
 // client recovered; it logs the packets lost and the longest gap.
-func checkPings(t *testing.T, ps []*pinger, recovered []time.Time) {
+func checkPings(t *testing.T, ps []*outagePing, recovered []time.Time) {
 	t.Helper()
 	// Give every ping a few seconds after its client came back.
 	latest := slices.MaxFunc(recovered, func(a, b time.Time) int { return a.Compare(b) })
