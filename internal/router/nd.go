@@ -125,7 +125,23 @@ func (r *Router) dad(c *Client, pkt []byte, target netip.Addr) Action {
 	// the server were the owning client": from the target, R=0 S=0, and
 	// O=0 since there is no Target Link-Layer Address option.
 	r.sendNA(c, target, packet.AllNodes(), &ndp.NeighborAdvertisement{TargetAddress: target})
+	r.probeOwner(owner, target)
 	return Handled
+}
+
+// probeOwner sends the owner of target a Neighbor Solicitation for it from
+// the router. A live owner answers (and the router ignores the answer). The
+// point is the write: when the owner's connection is dead on the client's
+// side (the client was reset and is now probing for its old address over a
+// new connection), the client's host answers it with a TCP reset, the
+// stale session ends at once and its addresses are freed, instead of being
+// defended for a dead session until the server's timeouts run out.
+func (r *Router) probeOwner(owner *Client, target netip.Addr) {
+	b, err := packet.BuildICMPv6(r.cfg.LinkLocal, target, 255, &ndp.NeighborSolicitation{TargetAddress: target})
+	if err != nil {
+		return // unreachable: valid addresses
+	}
+	r.send(owner, b)
 }
 
 // advertisement handles a Neighbor Advertisement for target from c.

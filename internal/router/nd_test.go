@@ -37,8 +37,17 @@ func TestDADConflictNoneForgesNA(t *testing.T) {
 	if got := f.r.FromClient(f.cs[2], dadNS(t, gB)); got != Handled {
 		t.Fatalf("FromClient = %v, want Handled", got)
 	}
-	if n := len(f.ports[1].take()); n != 0 {
-		t.Errorf("the owner received %d packets: the probe must not be forwarded in ModeNone", n)
+	// The owner gets a solicitation from the router, not the probe: the
+	// write ends a session that is dead on the client's side.
+	owned := f.ports[1].take()
+	if len(owned) != 1 {
+		t.Fatalf("the owner received %d packets, want the router's solicitation", len(owned))
+	}
+	if src, dst := packet.Src(owned[0]), packet.Dst(owned[0]); src != a("fe80::1") || dst != a(gB) || owned[0][40] != 135 {
+		t.Errorf("to the owner: type %d %v -> %v, want a neighbor solicitation fe80::1 -> %s", owned[0][40], src, dst, gB)
+	}
+	if m, err := ndp.ParseMessage(owned[0][40:]); err != nil || m.(*ndp.NeighborSolicitation).TargetAddress != a(gB) {
+		t.Errorf("solicitation to the owner: %v %v, want target %s", m, err, gB)
 	}
 	got := f.ports[2].take()
 	if len(got) != 1 {
