@@ -4,17 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/winerr"
 	"github.com/iphttps/iphttps/internal/wire"
@@ -407,30 +405,13 @@ func (s *session) steps() []Step {
 // ReadRoots reads a PEM bundle of CA certificates (the client's --ca) as a
 // pool and as a list.
 func ReadRoots(path string) (*x509.CertPool, []*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	certs, err := pki.LoadCerts(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read CA bundle: %w", err)
+		return nil, nil, err
 	}
 	pool := x509.NewCertPool()
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("CA bundle %s: %w", path, err)
-		}
+	for _, c := range certs {
 		pool.AddCert(c)
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, nil, fmt.Errorf("CA bundle %s holds no PEM certificate", path)
 	}
 	return pool, certs, nil
 }

@@ -187,6 +187,18 @@ func (l *Lab) makePKI() error {
 }
 
 // makeTopology creates the namespaces, links, addresses, routes and sysctls.
+// addNetns creates namespace ns and records it (in memory and in the state
+// file) at once, so Down and `lab down` remove it even if a later step fails.
+func (l *Lab) addNetns(ctx context.Context, ns string) error {
+	if err := AddNetns(ctx, ns); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.namespaces = append(l.namespaces, ns)
+	l.mu.Unlock()
+	return l.saveState()
+}
+
 func (l *Lab) makeTopology(ctx context.Context) error {
 	inet, edge, corp := l.NS(RoleInet), l.NS(RoleEdge), l.NS(RoleCorp)
 	names := []string{inet, edge, corp}
@@ -194,13 +206,7 @@ func (l *Lab) makeTopology(ctx context.Context) error {
 		names = append(names, l.ClientNS(i))
 	}
 	for _, ns := range names {
-		if err := AddNetns(ctx, ns); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		l.namespaces = append(l.namespaces, ns)
-		l.mu.Unlock()
-		if err := l.saveState(); err != nil {
+		if err := l.addNetns(ctx, ns); err != nil {
 			return err
 		}
 	}

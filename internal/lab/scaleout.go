@@ -210,13 +210,7 @@ func (l *Lab) makeScaleTopology(ctx context.Context, n int) error {
 		if err := DeleteNetns(ctx, ns); err != nil {
 			return err
 		}
-		if err := AddNetns(ctx, ns); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		l.namespaces = append(l.namespaces, ns)
-		l.mu.Unlock()
-		if err := l.saveState(); err != nil {
+		if err := l.addNetns(ctx, ns); err != nil {
 			return err
 		}
 	}

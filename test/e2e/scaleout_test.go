@@ -363,20 +363,6 @@ func scaleWaitHAProxy(t *testing.T, l *lab.Lab, name, want string, timeout time.
 	t.Errorf("HAProxy does not report %s %s after %s: %v %v", name, want, timeout, last, err)
 }
 
-// scaleRoots is the lab CA as a pool.
-func scaleRoots(t *testing.T, l *lab.Lab) *x509.CertPool {
-	t.Helper()
-	pem, err := os.ReadFile(l.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("lab CA: no certificate")
-	}
-	return roots
-}
-
 // iphttpsAttempt opens one IP-HTTPS session by hand from namespace ns to
 // addr: TCP, an optional raw prefix (a PROXY header), TLS for ServerName,
 // the POST. It returns the connection when the server answered 200 (the
@@ -466,7 +452,7 @@ const (
 // and the servers count and log the refusals by the real address.
 func scalePerSource(t *testing.T, l *lab.Lab, home int) {
 	t.Helper()
-	roots := scaleRoots(t, l)
+	roots := labRoots(t, l)
 	before := map[int]uint64{}
 	for s := 1; s <= scaleServers; s++ {
 		before[s] = scaleCounter(t, l, s, counterPerSource)
@@ -533,7 +519,7 @@ func scalePerSource(t *testing.T, l *lab.Lab, home int) {
 // Both must be refused, the first counted as a PROXY protocol error.
 func scaleRefuseDirect(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	roots := scaleRoots(t, l)
+	roots := labRoots(t, l)
 	srv := net.JoinHostPort(lab.ScaleServerIPv4(1), "443")
 	errs0 := scaleCounter(t, l, 1, counterProxyErr)
 	sessions0 := scaleCounter(t, l, 1, "sessions_total")
