@@ -64,6 +64,20 @@ func TestFromConfigErrors(t *testing.T) {
 		{"bad route", func(c *config.Server) { c.Routes = []string{"10.0.0.0/8"} }, winerr.InvalidParameter, "route"},
 		{"bad tls version", func(c *config.Server) { c.TLSMinVersion = "1.4" }, winerr.InvalidParameter, "tls_min_version"},
 		{"plain http with cert", func(c *config.Server) { c.PlainHTTP = true }, winerr.InvalidParameter, "plain_http"},
+		{"no pending slots", func(c *config.Server) { c.MaxPending = 0 }, winerr.InvalidParameter, "max_pending"},
+		{"negative per-source", func(c *config.Server) { c.MaxClientsPerSource = -1 }, winerr.InvalidParameter, "max_clients_per_source"},
+		{"no head time", func(c *config.Server) { c.HeadTimeout = 0 }, winerr.InvalidParameter, "head_timeout"},
+		{"bad proxy peer", func(c *config.Server) {
+			c.ProxyProtocol, c.ProxyProtocolFrom = true, []string{"lb.example"}
+		}, winerr.InvalidParameter, "proxy_protocol_from"},
+		{"proxy peers without the protocol", func(c *config.Server) { c.ProxyProtocolFrom = []string{"192.0.2.0/24"} }, winerr.InvalidParameter, "--proxy-protocol"},
+		{"bad metrics address", func(c *config.Server) { c.MetricsListen = "9443" }, winerr.InvalidParameter, "metrics_listen"},
+		{"missing CRL", func(c *config.Server) {
+			ca, _ := pki.NewCA("CA")
+			p := filepath.Join(t.TempDir(), "ca.pem")
+			os.WriteFile(p, ca.CertPEM(), 0o644)
+			c.AuthMode, c.ClientCA, c.CRL = "certificates", p, []string{"/nonexistent/ca.crl"}
+		}, winerr.FileNotFound, "crl"},
 	}
 	for _, tc := range cases {
 		c := base()
