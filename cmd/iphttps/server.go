@@ -38,10 +38,11 @@ address) held. What goes over is refused and counted (refused_* in show statisti
 sessions already up are not touched. Behind a load balancer that sends the PROXY protocol
 (--proxy-protocol), the address in the header is the client's for logs and limits.
 
-Signals: SIGHUP reads the configuration again and applies certificate, key, client CA,
-CRLs, TLS version, limits, timeouts, path, Server header and client isolation without
-dropping sessions; a changed --auth-mode disconnects every client ([MS-IPHTTPS] 3.2.5);
-settings that shape the link or the sockets need a restart (the log names them).
+Signals: SIGHUP reads the configuration file again (flags given on the command line keep
+winning) and applies certificate, key (re-read from their files), client CA, CRLs, TLS
+version, limits, timeouts, path, Server header and client isolation without dropping
+sessions; a changed auth_mode disconnects every client ([MS-IPHTTPS] 3.2.5); settings
+that shape the link or the sockets need a restart (the log names them).
 SIGTERM or SIGINT: stop accepting, tell every client goodbye (TLS close_notify, within
 --shutdown-timeout), remove the TUN device and exit 0.
 
