@@ -13,97 +13,90 @@ const (
 	refusedSource        = "refused_source_limit"         // this address has its share of sessions
 )
 
-// admission counts, per client address, the connections still in their TLS
-// handshake or request head ("pending") and the sessions, and refuses what
-// would go over the limits. Limits are passed in by the caller, so a reload
-// applies to the next decision.
+// slot is what admission counts: connections still in their TLS handshake
+// or request head ("pending"), and sessions.
+type slot int
+
+const (
+	slotPending slot = iota
+	slotSession
+	slots
+)
+
+// refusal names the reasons a slot is refused: over the total, over the
+// source's share.
+var refusal = [slots][2]string{
+	slotPending: {refusedPending, refusedPendingSource},
+	slotSession: {refusedFull, refusedSource},
+}
+
+// admission counts the slots taken in all and per client address, and
+// refuses what would go over the limits. Limits are passed in by the
+// caller, so a reload applies to the next decision.
 type admission struct {
 	mu       sync.Mutex
-	pending  int
-	sessions int
-	bySource map[netip.Addr]*sourceCount
+	total    [slots]int
+	bySource map[netip.Addr]*[slots]int
 }
-
-type sourceCount struct{ pending, sessions int }
 
 func newAdmission() *admission {
-	return &admission{bySource: map[netip.Addr]*sourceCount{}}
+	return &admission{bySource: map[netip.Addr]*[slots]int{}}
 }
 
-func (a *admission) source(src netip.Addr) *sourceCount {
+// take takes a slot of kind k for src unless that would exceed max in all
+// or perSource (0: no limit) for src; it returns the refusal reason, or ""
+// when taken (then release must follow).
+func (a *admission) take(k slot, src netip.Addr, max, perSource int) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.total[k] >= max {
+		return refusal[k][0]
+	}
 	c := a.bySource[src]
+	if perSource > 0 && c != nil && c[k] >= perSource {
+		return refusal[k][1]
+	}
 	if c == nil {
-		c = &sourceCount{}
+		c = new([slots]int)
 		a.bySource[src] = c
 	}
-	return c
+	a.total[k]++
+	c[k]++
+	return ""
 }
 
-// forget drops an address that holds nothing any more.
-func (a *admission) forget(src netip.Addr, c *sourceCount) {
-	if c.pending == 0 && c.sessions == 0 {
+// release gives back a slot of kind k taken for src. Giving back one not
+// taken does nothing: the counts never go below zero.
+func (a *admission) release(k slot, src netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.bySource[src]
+	if c == nil || c[k] == 0 {
+		return
+	}
+	a.total[k]--
+	c[k]--
+	if *c == ([slots]int{}) {
 		delete(a.bySource, src)
 	}
 }
 
-// beginPending admits a new connection from src into its handshake; it
-// returns the refusal reason, or "" when admitted (then endPending must
-// follow).
 func (a *admission) beginPending(src netip.Addr, l Limits) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.pending >= l.MaxPending {
-		return refusedPending
-	}
-	c := a.source(src)
-	if l.MaxPendingPerSource > 0 && c.pending >= l.MaxPendingPerSource {
-		a.forget(src, c)
-		return refusedPendingSource
-	}
-	a.pending++
-	c.pending++
-	return ""
+	return a.take(slotPending, src, l.MaxPending, l.MaxPendingPerSource)
 }
 
-func (a *admission) endPending(src netip.Addr) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c := a.source(src)
-	a.pending--
-	c.pending--
-	a.forget(src, c)
-}
+func (a *admission) endPending(src netip.Addr) { a.release(slotPending, src) }
 
-// addSession admits a session from src; "" when admitted (then
-// removeSession must follow).
 func (a *admission) addSession(src netip.Addr, l Limits) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.sessions >= l.MaxClients {
-		return refusedFull
-	}
-	c := a.source(src)
-	if l.MaxClientsPerSource > 0 && c.sessions >= l.MaxClientsPerSource {
-		a.forget(src, c)
-		return refusedSource
-	}
-	a.sessions++
-	c.sessions++
-	return ""
+	return a.take(slotSession, src, l.MaxClients, l.MaxClientsPerSource)
 }
 
-func (a *admission) removeSession(src netip.Addr) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c := a.source(src)
-	a.sessions--
-	c.sessions--
-	a.forget(src, c)
-}
+func (a *admission) removeSession(src netip.Addr) { a.release(slotSession, src) }
 
-// counts returns the connections pending and the sessions held.
-func (a *admission) counts() (pending, sessions, sources int) {
+// counts returns the connections pending and the sessions held, and how
+// many addresses hold either.
+func (a *admission) counts() (pendingN, sessions, sources int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.pending, a.sessions, len(a.bySource)
+	return a.total[slotPending], a.total[slotSession], len(a.bySource)
 }

@@ -65,3 +65,20 @@ func TestAdmissionSessions(t *testing.T) {
 		t.Fatalf("sessions %d sources %d, want 0 0", s, src)
 	}
 }
+
+func TestAdmissionReleaseUntaken(t *testing.T) {
+	a := newAdmission()
+	x := netip.MustParseAddr("198.51.100.2")
+	a.endPending(x)
+	a.removeSession(x)
+	if p, s, src := a.counts(); p != 0 || s != 0 || src != 0 {
+		t.Fatalf("after releasing what was never taken: pending %d sessions %d sources %d", p, s, src)
+	}
+	l := Limits{MaxClients: 1, MaxPending: 1}
+	if why := a.addSession(x, l); why != "" {
+		t.Fatal(why)
+	}
+	if why := a.beginPending(x, l); why != "" {
+		t.Fatalf("a session must not count against the pending slots: %s", why)
+	}
+}
