@@ -25,20 +25,9 @@ var v2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
 // returns the client's address from it. It reads exactly the header, so
 // what follows (the TLS ClientHello) stays in the socket for the layers
 // above, which read the socket directly. A LOCAL header (what a load
-// balancer's health check sends) or one without addresses returns the
-// peer's own address, and local is true for LOCAL.
-func readProxyHeader(c net.Conn) (src netip.AddrPort, local bool, err error) {
-	src, err = readProxyHeaderFrom(c)
-	if errors.Is(err, errLocal) {
-		return src, true, nil
-	}
-	return src, false, err
-}
-
-// errLocal reports a LOCAL header inside readProxyHeaderFrom.
-var errLocal = errors.New("PROXY LOCAL")
-
-func readProxyHeaderFrom(c net.Conn) (netip.AddrPort, error) {
+// balancer's health check may send) or one without addresses returns the
+// peer's own address.
+func readProxyHeader(c net.Conn) (netip.AddrPort, error) {
 	peer := addrPortOf(c.RemoteAddr())
 	head := make([]byte, 6, 16+64)
 	if _, err := io.ReadFull(c, head); err != nil {
@@ -80,10 +69,7 @@ func readProxyHeaderFrom(c net.Conn) (netip.AddrPort, error) {
 	if err != nil {
 		return peer, fmt.Errorf("bad PROXY protocol header: %w", err)
 	}
-	if h.Command.IsLocal() {
-		return peer, errLocal
-	}
-	if h.SourceAddr == nil {
+	if h.Command.IsLocal() || h.SourceAddr == nil {
 		return peer, nil
 	}
 	src := addrPortOf(h.SourceAddr)

@@ -107,7 +107,7 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 			return
 		}
 		raw.SetReadDeadline(time.Now().Add(cur.handshakeTimeout))
-		src, _, err := readProxyHeader(raw)
+		src, err := readProxyHeader(raw)
 		if err != nil {
 			s.c.proxyErrors.Add(1)
 			s.logLimited("proxy", slog.LevelWarn, "connection refused: PROXY protocol header missing or bad", "peer", peer, "err", err)
