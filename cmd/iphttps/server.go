@@ -67,6 +67,12 @@ Windows code, refusals by reason), on a listener of its own.`,
 			if err != nil {
 				return err
 			}
+			// SIGHUP re-reads the configuration file (flags given on the
+			// command line keep winning); caught from here on, so a reload
+			// sent while the server starts is not fatal.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			o, err := server.FromConfig(cfg, log)
 			if err != nil {
 				return err
@@ -75,27 +81,20 @@ Windows code, refusals by reason), on a listener of its own.`,
 			if err != nil {
 				return err
 			}
-			// SIGHUP re-reads the configuration file (flags given on the
-			// command line keep winning).
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
+			load := func() (config.Server, error) {
+				c := cfgAtStart
+				if file != "" {
+					fc, err := config.Load(file, config.DefaultServer())
+					if err != nil {
+						return c, err
+					}
+					config.Merge(&c, fc, cmd.Flags())
+				}
+				return c, nil
+			}
 			go func() {
 				for range hup {
-					c := cfgAtStart
-					if file != "" {
-						fc, err := config.Load(file, config.DefaultServer())
-						if err != nil {
-							log.Error("configuration not reloaded; the running one stays", "err", err)
-							continue
-						}
-						config.Merge(&c, fc, cmd.Flags())
-					}
-					n, err := server.ReloadConfig(c, log, s.Options())
-					if err == nil {
-						err = s.Reload(n)
-					}
-					if err != nil {
+					if err := s.ReloadFrom(load); err != nil {
 						log.Error("configuration not reloaded; the running one stays", "err", err)
 					}
 				}

@@ -65,9 +65,13 @@ func (r *Router) SetPolicy(m Mode, isolate bool) error {
 	if m != ModeNone && m != ModeCertificates {
 		return fmt.Errorf("router: unknown authentication mode %d", m)
 	}
-	r.authMode.Store(int32(m))
-	r.isolate.Store(isolate)
-	return r.buildRA()
+	oldMode, oldIsolate := r.authMode.Swap(int32(m)), r.isolate.Swap(isolate)
+	if err := r.buildRA(); err != nil {
+		r.authMode.Store(oldMode)
+		r.isolate.Store(oldIsolate)
+		return err
+	}
+	return nil
 }
 
 // buildRA builds the Router Advertisement to ff02::1 for the policy in force.

@@ -47,6 +47,7 @@ func newAdmission() *admission {
 // or perSource (0: no limit) for src; it returns the refusal reason, or ""
 // when taken (then release must follow).
 func (a *admission) take(k slot, src netip.Addr, max, perSource int) string {
+	src = sourceKey(src)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.total[k] >= max {
@@ -68,6 +69,7 @@ func (a *admission) take(k slot, src netip.Addr, max, perSource int) string {
 // release gives back a slot of kind k taken for src. Giving back one not
 // taken does nothing: the counts never go below zero.
 func (a *admission) release(k slot, src netip.Addr) {
+	src = sourceKey(src)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.bySource[src]
@@ -79,6 +81,17 @@ func (a *admission) release(k slot, src netip.Addr) {
 	if *c == ([slots]int{}) {
 		delete(a.bySource, src)
 	}
+}
+
+// sourceKey is what the per-source limits count by: an IPv4 address, or
+// the /64 of an IPv6 one (a host commonly holds a whole /64 and could
+// otherwise take a new share from each of its addresses).
+func sourceKey(a netip.Addr) netip.Addr {
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 func (a *admission) beginPending(src netip.Addr, l Limits) string {
@@ -94,7 +107,7 @@ func (a *admission) addSession(src netip.Addr, l Limits) string {
 func (a *admission) removeSession(src netip.Addr) { a.release(slotSession, src) }
 
 // counts returns the connections pending and the sessions held, and how
-// many addresses hold either.
+// many sources (addresses, IPv6 /64s) hold either.
 func (a *admission) counts() (pendingN, sessions, sources int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

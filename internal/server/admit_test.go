@@ -38,7 +38,7 @@ func TestAdmissionPending(t *testing.T) {
 func TestAdmissionSessions(t *testing.T) {
 	a := newAdmission()
 	l := Limits{MaxClients: 3, MaxClientsPerSource: 2, MaxPending: 10}
-	x, y := netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::3")
+	x, y := netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8:1::3")
 	for i := 0; i < 2; i++ {
 		if why := a.addSession(x, l); why != "" {
 			t.Fatalf("session %d from x refused: %s", i, why)
@@ -80,5 +80,25 @@ func TestAdmissionReleaseUntaken(t *testing.T) {
 	}
 	if why := a.beginPending(x, l); why != "" {
 		t.Fatalf("a session must not count against the pending slots: %s", why)
+	}
+}
+
+func TestAdmissionIPv6PerSlash64(t *testing.T) {
+	a := newAdmission()
+	l := Limits{MaxClients: 10, MaxClientsPerSource: 2, MaxPending: 10}
+	for _, s := range []string{"2001:db8:5::1", "2001:db8:5::2"} {
+		if why := a.addSession(netip.MustParseAddr(s), l); why != "" {
+			t.Fatalf("%s refused: %s", s, why)
+		}
+	}
+	if why := a.addSession(netip.MustParseAddr("2001:db8:5::3"), l); why != refusedSource {
+		t.Fatalf("a third address of the same /64: %q, want %q", why, refusedSource)
+	}
+	if why := a.addSession(netip.MustParseAddr("2001:db8:6::1"), l); why != "" {
+		t.Fatalf("another /64 refused: %s", why)
+	}
+	a.removeSession(netip.MustParseAddr("2001:db8:5::2"))
+	if why := a.addSession(netip.MustParseAddr("2001:db8:5::9"), l); why != "" {
+		t.Fatalf("after one left, the /64 is still full: %s", why)
 	}
 }

@@ -49,6 +49,7 @@ type Options struct {
 	// ShutdownTimeout bounds the goodbye to clients on shutdown.
 	ShutdownTimeout time.Duration
 	SelfSigned      string // the name of a self-signed certificate in use
+	LogSettings     string // log level and format, as configured (they apply at start)
 	Log             *slog.Logger
 }
 
@@ -98,6 +99,7 @@ func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Optio
 		MetricsListen:    c.MetricsListen,
 		ShutdownTimeout:  c.ShutdownTimeout,
 		SelfSigned:       c.SelfSigned,
+		LogSettings:      c.Log.Level + "/" + c.Log.Format,
 		Log:              log,
 	}
 	bad := func(format string, a ...any) (Options, error) {
@@ -141,8 +143,8 @@ func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Optio
 	if o.HeadTimeout <= 0 {
 		return bad("head_timeout must be positive (got %v)", o.HeadTimeout)
 	}
-	if o.ShutdownTimeout < 0 {
-		return bad("shutdown_timeout must not be negative (got %v)", o.ShutdownTimeout)
+	if o.ShutdownTimeout <= 0 {
+		return bad("shutdown_timeout must be positive (got %v)", o.ShutdownTimeout)
 	}
 	for _, f := range c.ProxyProtocolFrom {
 		p, err := parsePrefixOrAddr(f)

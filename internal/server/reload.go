@@ -4,7 +4,32 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/iphttps/iphttps/internal/config"
 )
+
+// ReloadFrom reads the configuration with load and applies it with Reload;
+// every failure, reading included, is counted (reload_failures) and
+// returned, and the running configuration stays.
+func (s *Server) ReloadFrom(load func() (config.Server, error)) error {
+	err := s.reloadFrom(load)
+	if err != nil {
+		s.c.reloadFailures.Add(1)
+	}
+	return err
+}
+
+func (s *Server) reloadFrom(load func() (config.Server, error)) error {
+	c, err := load()
+	if err != nil {
+		return err
+	}
+	n, err := ReloadConfig(c, s.log, s.Options())
+	if err != nil {
+		return err
+	}
+	return s.reloadOptions(n)
+}
 
 // Reload applies a new configuration to the running server (SIGHUP) without
 // dropping sessions: the certificate and key, client CA and CRLs, TLS
@@ -15,27 +40,32 @@ import (
 // address, prefix, routes, interface, PROXY protocol, metrics listener...)
 // need a restart: they are reported and the running values kept.
 func (s *Server) Reload(n Options) error {
+	err := s.reloadOptions(n)
+	if err != nil {
+		s.c.reloadFailures.Add(1)
+	}
+	return err
+}
+
+func (s *Server) reloadOptions(n Options) error {
 	s.reload.Lock()
 	defer s.reload.Unlock()
-	o := s.cur
+	o := *s.cur.Load()
 	if (n.TLS == nil) != (o.TLS == nil) {
-		s.c.reloadFailures.Add(1)
 		return fmt.Errorf("plain_http cannot change on reload: restart the server")
 	}
 	if restart := restartOnly(o, n); len(restart) > 0 {
 		s.log.Warn("these settings change only on restart; the running values stay", "settings", strings.Join(restart, ", "))
 	}
-	modeChanged := n.Router.Mode != o.Router.Mode
 	if err := s.router.SetPolicy(n.Router.Mode, n.Router.IsolateClients); err != nil {
-		s.c.reloadFailures.Add(1)
 		return err
 	}
-	s.live.Store(liveOf(n))
 	oldMode := o.Router.Mode
 	o.TLS, o.Limits, o.HandshakeTimeout, o.HeadTimeout = n.TLS, n.Limits, n.HandshakeTimeout, n.HeadTimeout
-	o.Path, o.ServerHeader, o.SelfSigned, o.ShutdownTimeout = n.Path, n.ServerHeader, n.SelfSigned, n.ShutdownTimeout
+	o.Path, o.URL, o.ServerHeader = n.Path, n.URL, n.ServerHeader
+	o.SelfSigned, o.ShutdownTimeout = n.SelfSigned, n.ShutdownTimeout
 	o.Router.Mode, o.Router.IsolateClients = n.Router.Mode, n.Router.IsolateClients
-	s.cur = o
+	s.cur.Store(&o)
 	s.c.reloads.Add(1)
 	attrs := []any{"auth_mode", n.Router.Mode, "isolate_clients", n.Router.IsolateClients,
 		"max_clients", n.Limits.MaxClients, "max_clients_per_source", n.Limits.MaxClientsPerSource}
@@ -44,7 +74,10 @@ func (s *Server) Reload(n Options) error {
 		attrs = append(attrs, "certificate", leaf.Subject.String(), "not_after", leaf.NotAfter)
 	}
 	s.log.Info("configuration reloaded", attrs...)
-	if modeChanged {
+	if n.Router.Mode != oldMode {
+		// The new options are stored: from here addSession refuses the
+		// connections that began under the old mode, and every session
+		// attached so far is in the snapshot closeSessions takes.
 		dropped := s.closeSessions(o.ShutdownTimeout)
 		s.c.authModeDrops.Add(uint64(dropped))
 		s.log.Warn("authentication mode changed: every client was disconnected and must reconnect under the new mode",
@@ -55,11 +88,7 @@ func (s *Server) Reload(n Options) error {
 
 // Options returns the options in force: those the server started with,
 // updated by every reload.
-func (s *Server) Options() Options {
-	s.reload.Lock()
-	defer s.reload.Unlock()
-	return s.cur
-}
+func (s *Server) Options() Options { return *s.cur.Load() }
 
 // restartOnly names the settings that differ between o and n but apply
 // only at start.
@@ -84,5 +113,6 @@ func restartOnly(o, n Options) []string {
 	diff("metrics_listen", o.MetricsListen != n.MetricsListen)
 	diff("ra_interval", o.RAInterval != n.RAInterval)
 	diff("set_forwarding", o.SetForwarding != n.SetForwarding)
+	diff("log_level/log_format", o.LogSettings != n.LogSettings)
 	return out
 }

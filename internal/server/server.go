@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,22 +65,6 @@ func (c *counters) handshakeFailed(err error) uint32 {
 	return code
 }
 
-// live is the part of the configuration a reload (SIGHUP) replaces while
-// the sessions stay up.
-type live struct {
-	tls              *tls.Config // nil for plain HTTP
-	limits           Limits
-	handshakeTimeout time.Duration
-	headTimeout      time.Duration
-	path             string
-	serverHeader     string
-}
-
-func liveOf(o Options) *live {
-	return &live{tls: o.TLS, limits: o.Limits, handshakeTimeout: o.HandshakeTimeout,
-		headTimeout: o.HeadTimeout, path: o.Path, serverHeader: o.ServerHeader}
-}
-
 // Server is a running IP-HTTPS server.
 type Server struct {
 	o      Options
@@ -94,12 +77,12 @@ type Server struct {
 	since  time.Time
 	c      counters
 
-	live    atomic.Pointer[live]
-	tlsBase *tls.Config // hands each handshake the live TLS configuration
-	admit   *admission
-	logs    logLimiter
-	reload  sync.Mutex // one reload at a time; guards cur
-	cur     Options    // o as reloads changed it (o itself never changes)
+	// cur is o as reloads changed it (o itself never changes); each
+	// connection takes one snapshot at its start.
+	cur    atomic.Pointer[Options]
+	reload sync.Mutex // one reload at a time
+	admit  *admission
+	logs   logLimiter
 
 	writers  sync.Pool // *tundev.Writer, shared by the session readers
 	buffers  sync.Pool // *[]byte send buffers, shared by the idle sessions' Outboxes
@@ -121,13 +104,7 @@ func New(o Options) (_ *Server, err error) {
 		return nil, winerr.Errorf(winerr.InvalidParameter, "router: %v", err)
 	}
 	s := &Server{o: o, log: o.Log, router: rt, sessions: map[*session]struct{}{}, since: time.Now(), admit: newAdmission()}
-	s.live.Store(liveOf(o))
-	s.cur = o
-	if o.TLS != nil {
-		s.tlsBase = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.live.Load().tls, nil
-		}}
-	}
+	s.cur.Store(&o)
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -271,7 +248,7 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.closeSessions(s.o.ShutdownTimeout)
+	s.closeSessions(s.cur.Load().ShutdownTimeout)
 	if s.dev != nil {
 		s.dev.Close()
 	}
@@ -350,19 +327,31 @@ func (s *Server) readHost(ctx context.Context) error {
 	}
 }
 
-// refusedClosing: the server is shutting down (not counted).
-const refusedClosing = "closing"
+// Refusals that are not limits (not counted): the server is shutting
+// down; the authentication mode changed since the connection began (its
+// handshake followed the old mode's rules).
+const (
+	refusedClosing     = "closing"
+	refusedModeChanged = "auth mode changed"
+)
 
 // addSession adds ss to the client table and attaches it to the router; it
 // returns why it did not (the table or the source's share is full, the
-// server is shutting down), "" when it did.
-func (s *Server) addSession(ss *session, l Limits) string {
+// server is shutting down, the authentication mode is no longer the one
+// of cur, the options the connection began with), "" when it did. A
+// reload changing the mode stores the new options before it disconnects
+// every session under s.mu, so a session either is refused here or is
+// among those disconnected.
+func (s *Server) addSession(ss *session, cur *Options) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return refusedClosing
 	}
-	if why := s.admit.addSession(ss.src, l); why != "" {
+	if s.cur.Load().Router.Mode != cur.Router.Mode {
+		return refusedModeChanged
+	}
+	if why := s.admit.addSession(ss.src, cur.Limits); why != "" {
 		return why
 	}
 	ss.client = s.router.Attach(ss)
@@ -385,7 +374,7 @@ func (s *Server) Status() status.Interface {
 		Source:          "Local",
 		Device:          s.o.Interface,
 		Role:            "server",
-		URL:             s.o.URL,
+		URL:             s.cur.Load().URL,
 		State:           "Listen",
 		InterfaceStatus: winerr.StatusActive,
 		Since:           s.since,

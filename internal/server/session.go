@@ -93,20 +93,38 @@ func (ss *session) info() status.Client {
 // serve runs one connection: the PROXY header when configured, TLS
 // handshake, the IP-HTTPS POST, then packets.
 func (s *Server) serve(ctx context.Context, raw net.Conn) {
-	cur := s.live.Load()
+	cur := s.cur.Load() // one snapshot: a reload applies to later connections
+	// One deadline for the PROXY header and the TLS handshake.
+	deadline := time.Now().Add(cur.HandshakeTimeout)
 	peer := addrPortOf(raw.RemoteAddr())
 	ss := &session{srv: s, conn: raw, remote: peer.String(), src: peer.Addr(), since: time.Now()}
 	defer ss.close()
-	// Shutdown ends the connection in every phase, handshake included.
+	// Until the session is in the client table, shutdown ends the
+	// connection in whatever phase it is; from then on closeSessions does,
+	// with a TLS close_notify.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	refused := func(why string) {
+		s.c.refused(why)
+		s.logLimited(why, slog.LevelWarn, "connection refused: too many connections in their handshake", "client", ss.remote, "reason", why,
+			"max_pending", cur.Limits.MaxPending, "max_pending_per_source", cur.Limits.MaxPendingPerSource)
+	}
+	// The connection holds a pending slot from the start: under the peer's
+	// address while the PROXY header is read, then under the client's.
+	if why := s.admit.beginPending(ss.src, cur.Limits); why != "" {
+		refused(why)
+		return
+	}
+	pendingSrc := ss.src
+	endPending := sync.OnceFunc(func() { s.admit.endPending(pendingSrc) })
+	defer endPending()
 	if s.o.ProxyProtocol {
 		if !trustedProxy(peer.Addr(), s.o.ProxyFrom) {
 			s.c.proxyErrors.Add(1)
 			s.logLimited("proxy", slog.LevelWarn, "connection refused: not from a load balancer allowed to send the PROXY header (proxy_protocol_from)", "peer", peer)
 			return
 		}
-		raw.SetReadDeadline(time.Now().Add(cur.handshakeTimeout))
+		raw.SetReadDeadline(deadline)
 		src, err := readProxyHeader(raw)
 		if err != nil {
 			s.c.proxyErrors.Add(1)
@@ -120,16 +138,18 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 		}
 		raw.SetReadDeadline(time.Time{})
 		ss.remote, ss.src = src.String(), src.Addr()
+		if ss.src != pendingSrc {
+			endPending()
+			if why := s.admit.beginPending(ss.src, cur.Limits); why != "" {
+				refused(why)
+				return
+			}
+			pendingSrc = ss.src
+			endPending = sync.OnceFunc(func() { s.admit.endPending(pendingSrc) })
+			defer endPending()
+		}
 	}
 	log := s.log.With("client", ss.remote)
-	if why := s.admit.beginPending(ss.src, cur.limits); why != "" {
-		s.c.refused(why)
-		s.logLimited(why, slog.LevelWarn, "connection refused: too many connections in their handshake", "client", ss.remote, "reason", why,
-			"max_pending", cur.limits.MaxPending, "max_pending_per_source", cur.limits.MaxPendingPerSource)
-		return
-	}
-	endPending := sync.OnceFunc(func() { s.admit.endPending(ss.src) })
-	defer endPending()
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlivePeriod(tcpKeepAlive)
@@ -148,14 +168,14 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	in := batchio.Stream{Upper: low, Lower: low}
 	var out io.Writer = wire.WithWriteDeadline(low, writeTimeout)
 	if s.o.TLS != nil {
-		tconn := tls.Server(low, s.tlsBase)
+		tconn := tls.Server(low, cur.TLS)
 		in.Upper = tconn
 		// Not offered as a wire.TryWriter: the goroutines that queue
 		// packets for a client (the TUN reader serves every client) must
 		// never write to its connection themselves, where a write the TLS
 		// layer makes from the read side (an alert) could hold them up.
 		out = batchWriter{batchio.Writer{Upper: wire.WithWriteDeadline(tconn, writeTimeout), Lower: low}}
-		hctx, cancel := context.WithTimeout(ctx, cur.handshakeTimeout)
+		hctx, cancel := context.WithDeadline(ctx, deadline)
 		err := tconn.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -174,17 +194,17 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 
 	r := wire.NewReaderPool(in, readerSize, &s.readBufs)
 	defer r.Release()
-	ss.conn.SetReadDeadline(time.Now().Add(cur.headTimeout))
+	ss.conn.SetReadDeadline(time.Now().Add(cur.HeadTimeout))
 	req, err := r.ReadRequest(maxHead)
 	if err != nil {
 		var he *wire.HeadError
 		switch {
 		case errors.As(err, &he):
-			s.reject(ss, he.Status, cur.serverHeader)
+			s.reject(ss, he.Status, cur.ServerHeader)
 			s.logLimited("head", slog.LevelInfo, "bad IP-HTTPS request head", "client", ss.remote, "err", err, "status", he.Status)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.c.headTimeouts.Add(1)
-			s.logLimited("head", slog.LevelInfo, "no IP-HTTPS request head in time", "client", ss.remote, "head_timeout", cur.headTimeout)
+			s.logLimited("head", slog.LevelInfo, "no IP-HTTPS request head in time", "client", ss.remote, "head_timeout", cur.HeadTimeout)
 		default:
 			code := s.c.handshakeFailed(err)
 			s.logLimited("head", slog.LevelInfo, "no IP-HTTPS request", "client", ss.remote, "code", winerr.Hex(code), "err", err)
@@ -193,12 +213,12 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 	}
 	switch {
 	case req.Method != http.MethodPost:
-		s.reject(ss, http.StatusMethodNotAllowed, cur.serverHeader)
+		s.reject(ss, http.StatusMethodNotAllowed, cur.ServerHeader)
 		s.logLimited("request", slog.LevelInfo, "request refused: method is not POST", "client", ss.remote, "method", req.Method, "path", req.Path)
 		return
-	case !pathMatches(req.Path, cur.path):
-		s.reject(ss, http.StatusNotFound, cur.serverHeader)
-		s.logLimited("request", slog.LevelInfo, "request refused: not the IP-HTTPS path", "client", ss.remote, "path", req.Path, "want", cur.path)
+	case !pathMatches(req.Path, cur.Path):
+		s.reject(ss, http.StatusNotFound, cur.ServerHeader)
+		s.logLimited("request", slog.LevelInfo, "request refused: not the IP-HTTPS path", "client", ss.remote, "path", req.Path, "want", cur.Path)
 		return
 	}
 	ss.conn.SetReadDeadline(time.Time{})
@@ -206,20 +226,23 @@ func (s *Server) serve(ctx context.Context, raw net.Conn) {
 
 	// [MS-IPHTTPS] 3.2.5.1: add a Client Table entry or just disconnect.
 	ss.outbox = wire.NewOutboxPool(outboxLimit, &s.buffers)
-	if why := s.addSession(ss, cur.limits); why != "" {
-		if why != refusedClosing {
+	if why := s.addSession(ss, cur); why != "" {
+		if why == refusedModeChanged {
+			log.Info("client refused: the authentication mode changed during its handshake; it must reconnect")
+		} else if why != refusedClosing {
 			s.c.refused(why)
 			s.logLimited(why, slog.LevelWarn, "client refused: session limit reached", "client", ss.remote, "reason", why,
-				"max_clients", cur.limits.MaxClients, "max_clients_per_source", cur.limits.MaxClientsPerSource)
+				"max_clients", cur.Limits.MaxClients, "max_clients_per_source", cur.Limits.MaxClientsPerSource)
 		}
 		return
 	}
 	defer s.removeSession(ss)
+	stop() // from here closeSessions ends the connection, saying goodbye
 	s.c.sessionsTotal.Add(1)
 	s.c.sessionsActive.Add(1)
 	defer s.c.sessionsActive.Add(^uint64(0))
 
-	head := wire.AppendResponse(nil, cur.serverHeader, time.Now())
+	head := wire.AppendResponse(nil, cur.ServerHeader, time.Now())
 	ss.conn.SetWriteDeadline(time.Now().Add(errorDeadline))
 	if _, err := ss.conn.Write(head); err != nil {
 		log.Info("client went away before the response", "err", err)

@@ -275,7 +275,7 @@ func TestGreedyHalfOpen(t *testing.T) {
 	t.Logf("time to active: %s without, %s with %d half-open TLS connections from %d sources; TLS + head + 200: %s without, %s with",
 		base.Round(time.Millisecond), withHalfOpen.Round(time.Millisecond), flood, sources,
 		rawBase.Round(100*time.Microsecond), rawHalfOpen.Round(100*time.Microsecond))
-	if withHalfOpen > base+5*time.Second || rawHalfOpen > rawBase+2*time.Second {
+	if withHalfOpen > base+3*time.Second || rawHalfOpen > rawBase+2*time.Second {
 		t.Errorf("%d half-open connections delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withHalfOpen, rawBase, rawHalfOpen)
 	}
 	if got := counterReachesWithin(t, l, "handshake_timeouts", hs0+flood, 20*time.Second); got != hs0+flood {
@@ -333,7 +333,7 @@ func TestGreedyHalfOpen(t *testing.T) {
 	withIdleTLS := timeToActive(t, l, 1)
 	t.Logf("time to active: %s with %d TLS connections that send no head; TLS + head + 200: %s",
 		withIdleTLS.Round(time.Millisecond), flood, rawIdleTLS.Round(100*time.Microsecond))
-	if withIdleTLS > base+5*time.Second || rawIdleTLS > rawBase+2*time.Second {
+	if withIdleTLS > base+3*time.Second || rawIdleTLS > rawBase+2*time.Second {
 		t.Errorf("%d idle TLS connections delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withIdleTLS, rawBase, rawIdleTLS)
 	}
 	if got := counterReachesWithin(t, l, "head_timeouts", hd0+flood, 25*time.Second); got != hd0+flood {
@@ -366,7 +366,7 @@ func TestGreedyHalfOpen(t *testing.T) {
 	withOneSource := timeToActive(t, l, 1)
 	t.Logf("time to active: %s with %d half-open connections from one source; TLS + head + 200: %s",
 		withOneSource.Round(time.Millisecond), flood, rawOneSource.Round(100*time.Microsecond))
-	if withOneSource > base+5*time.Second || rawOneSource > rawBase+2*time.Second {
+	if withOneSource > base+3*time.Second || rawOneSource > rawBase+2*time.Second {
 		t.Errorf("%d half-open connections from one source delayed a new client from %s to %s (TLS + head %s to %s)", flood, base, withOneSource, rawBase, rawOneSource)
 	}
 	if got := counterReaches(t, l, "refused_pending_source_limit", ps0+flood-perSource); got != ps0+flood-perSource {

@@ -180,7 +180,8 @@ func TestOperations(t *testing.T) {
 		if len(links) != 0 {
 			t.Errorf("TUN devices left in the edge namespace: %v", links)
 		}
-		// The clients learn at once (TLS close_notify), not after a timeout.
+		// The clients learn at once, from a TLS close_notify, not after a
+		// timeout.
 		for i := 1; i <= 2; i++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			s, err := l.WaitStatus(ctx, lab.ClientName(i), func(s status.Interface) bool { return !lab.IsActive(s) })
@@ -190,6 +191,12 @@ func TestOperations(t *testing.T) {
 				continue
 			}
 			t.Logf("%s: %q, 0x%x", lab.ClientName(i), s.InterfaceStatus, s.LastErrorCode)
+			// A TLS close_notify makes the client's read end with a plain
+			// EOF; a connection closed without it gives "unexpected EOF".
+			cl, _ := os.ReadFile(l.LogFile(lab.ClientName(i)))
+			if !strings.Contains(string(cl), `lost: EOF"`) {
+				t.Errorf("%s did not get a TLS close_notify from the server; its log:\n%s", lab.ClientName(i), lab.LogTail(l.LogFile(lab.ClientName(i)), 4))
+			}
 		}
 		logText, _ := os.ReadFile(l.LogFile("server"))
 		if !strings.Contains(string(logText), "shutting down: disconnecting clients") {
