@@ -1,11 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -45,21 +46,21 @@ func (c *codeCounts) add(code uint32) {
 	c.m[code]++
 }
 
-// each calls fn for every code counted, in order.
+// each calls fn for every code counted, in order of the codes.
 func (c *codeCounts) each(fn func(code uint32, n uint64)) {
-	c.mu.Lock()
-	codes := make([]uint32, 0, len(c.m))
-	for k := range c.m {
-		codes = append(codes, k)
+	type pair struct {
+		code uint32
+		n    uint64
 	}
-	m := make(map[uint32]uint64, len(c.m))
+	c.mu.Lock()
+	pairs := make([]pair, 0, len(c.m))
 	for k, v := range c.m {
-		m[k] = v
+		pairs = append(pairs, pair{k, v})
 	}
 	c.mu.Unlock()
-	sort.Slice(codes, func(i, j int) bool { return codes[i] < codes[j] })
-	for _, k := range codes {
-		fn(k, m[k])
+	slices.SortFunc(pairs, func(a, b pair) int { return cmp.Compare(a.code, b.code) })
+	for _, p := range pairs {
+		fn(p.code, p.n)
 	}
 }
 
