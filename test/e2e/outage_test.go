@@ -918,20 +918,26 @@ func checkStreams(t *testing.T, ss []*stream, recovered []time.Time) {
 // logTimeRE finds a text log line's time.
 var logTimeRE = regexp.MustCompile(`^time=(\S+) `)
 
-// reconnectAttempts reads the client's log: for each "reconnecting in=D"
-// line after from, the time of the attempt it announces (line time + D).
-func reconnectAttempts(path string, from time.Time) ([]time.Time, error) {
+// timedLine is a text log line and its time.
+type timedLine struct {
+	at   time.Time
+	line string
+}
+
+// logLinesSince returns the lines of the log at path that contain msg and
+// were written at from or later.
+func logLinesSince(path string, from time.Time, msg string) ([]timedLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []time.Time
+	var out []timedLine
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, "msg=reconnecting ") {
+		if !strings.Contains(line, msg) {
 			continue
 		}
 		m := logTimeRE.FindStringSubmatch(line)
@@ -942,17 +948,31 @@ func reconnectAttempts(path string, from time.Time) ([]time.Time, error) {
 		if err != nil || at.Before(from) {
 			continue
 		}
-		_, rest, ok := strings.Cut(line, " in=")
+		out = append(out, timedLine{at, line})
+	}
+	return out, sc.Err()
+}
+
+// reconnectAttempts reads the client's log: for each "reconnecting in=D"
+// line after from, the time of the attempt it announces (line time + D).
+func reconnectAttempts(path string, from time.Time) ([]time.Time, error) {
+	lines, err := logLinesSince(path, from, "msg=reconnecting ")
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for _, l := range lines {
+		_, rest, ok := strings.Cut(l.line, " in=")
 		if !ok {
 			continue
 		}
 		d, err := time.ParseDuration(strings.Fields(rest)[0])
 		if err != nil {
-			return nil, fmt.Errorf("%s: %q: %w", path, line, err)
+			return nil, fmt.Errorf("%s: %q: %w", path, l.line, err)
 		}
-		out = append(out, at.Add(d))
+		out = append(out, l.at.Add(d))
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // checkSpread reads when each client made its first attempt after the
@@ -991,29 +1011,18 @@ func checkSpread(t *testing.T, l *lab.Lab, clients []int, from time.Time, must b
 // logServerAccepts logs when the restarted server accepted each client.
 func logServerAccepts(t *testing.T, l *lab.Lab, from time.Time) {
 	t.Helper()
-	b, err := os.ReadFile(l.LogFile("server"))
+	lines, err := logLinesSince(l.LogFile("server"), from, `msg="client connected"`)
 	if err != nil {
 		t.Error(err)
 		return
 	}
 	var parts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.Contains(line, `msg="client connected"`) {
-			continue
-		}
-		m := logTimeRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil || at.Before(from) {
-			continue
-		}
+	for _, ln := range lines {
 		who := ""
-		if _, rest, ok := strings.Cut(line, "client="); ok {
+		if _, rest, ok := strings.Cut(ln.line, "client="); ok {
 			who = strings.Fields(rest)[0]
 		}
-		parts = append(parts, fmt.Sprintf("+%.3fs %s", at.Sub(from).Seconds(), who))
+		parts = append(parts, fmt.Sprintf("+%.3fs %s", ln.at.Sub(from).Seconds(), who))
 	}
 	t.Logf("the restarted server accepted: %s", strings.Join(parts, ", "))
 }

@@ -150,13 +150,7 @@ func (b *bench) runIPHTTPS(ctx context.Context, run int) {
 	life := b.sectionLifetime()
 	srvLog := filepath.Join(b.logs, fmt.Sprintf("run%d-iphttps-server.log", run))
 	cliLog := filepath.Join(b.logs, fmt.Sprintf("run%d-iphttps-client.log", run))
-	fail := func(err error, logs ...string) {
-		sess.Error = err.Error()
-		for _, l := range logs {
-			sess.Error += " [" + filepath.Base(l) + ": " + logTail(l) + "]"
-		}
-		b.log.Error("iphttps did not come up", "run", run, "err", sess.Error)
-	}
+	fail := b.sessionFail(&sess, "iphttps")
 
 	srv, err := netbench.Start(ctx, "iphttps server", netbench.Spec{
 		NS: NSSrv, Lifetime: life, Log: srvLog,
@@ -212,19 +206,37 @@ func (b *bench) runIPHTTPS(ctx context.Context, run int) {
 		return out
 	}
 	daemons := []daemon{{"server", srv}, {"client", cli}}
+	b.measureTunnel(ctx, run, SecIPHTTPS, iphttpsHost, daemons, counters, &sess)
+	if !daemonsRunning(daemons) {
+		fail(fmt.Errorf("a daemon exited during the tests"), srvLog, cliLog)
+	}
+}
+
+// sessionFail returns the function that records why a tunnel session
+// failed, with the tails of the logs named.
+func (b *bench) sessionFail(sess *Session, tunnel string) func(err error, logs ...string) {
+	return func(err error, logs ...string) {
+		sess.Error = err.Error()
+		for _, l := range logs {
+			sess.Error += " [" + filepath.Base(l) + ": " + logTail(l) + "]"
+		}
+		b.log.Error(tunnel+" did not come up", "run", sess.Run, "err", sess.Error)
+	}
+}
+
+// measureTunnel runs the test set through a tunnel that is up: the idle
+// ping, then every iperf3 test, and records the drop counters that moved.
+func (b *bench) measureTunnel(ctx context.Context, run int, sec, target string, daemons []daemon, counters counterFunc, sess *Session) {
 	before := counters(ctx)
-	b.add(b.idlePing(ctx, run, SecIPHTTPS, iphttpsHost))
+	b.add(b.idlePing(ctx, run, sec, target))
 	for _, t := range b.iperfTests() {
 		if ctx.Err() != nil {
 			break
 		}
-		b.add(b.iperfTest(ctx, run, SecIPHTTPS, iphttpsHost, t.streams, t.dir, daemons, counters))
+		b.add(b.iperfTest(ctx, run, sec, target, t.streams, t.dir, daemons, counters))
 	}
 	sess.Drops = moved(before, counters(ctx))
 	sess.Up = true
-	if !daemonsRunning(daemons) {
-		fail(fmt.Errorf("a daemon exited during the tests"), srvLog, cliLog)
-	}
 }
 
 // iphttpsCounters adds the daemons' drop and error counters, from
@@ -314,13 +326,7 @@ func (b *bench) runOcserv(ctx context.Context, run int) {
 	defer func() { b.res.Sessions = append(b.res.Sessions, sess) }()
 	srvLog := filepath.Join(b.logs, fmt.Sprintf("run%d-ocserv.log", run))
 	cliLog := filepath.Join(b.logs, fmt.Sprintf("run%d-openconnect.log", run))
-	fail := func(err error, logs ...string) {
-		sess.Error = err.Error()
-		for _, l := range logs {
-			sess.Error += " [" + filepath.Base(l) + ": " + logTail(l) + "]"
-		}
-		b.log.Error("ocserv did not come up", "run", run, "err", sess.Error)
-	}
+	fail := b.sessionFail(&sess, "ocserv")
 	if b.oc == nil {
 		oc, err := writeOcservFiles(ctx, b.work, b.cert, b.pair.Srv4.Addr().String())
 		if err != nil {
@@ -392,16 +398,7 @@ func (b *bench) runOcserv(ctx context.Context, run int) {
 		return out
 	}
 	daemons := []daemon{{"server", srv}, {"client", cli}}
-	before := counters(ctx)
-	b.add(b.idlePing(ctx, run, SecOcserv, target))
-	for _, t := range b.iperfTests() {
-		if ctx.Err() != nil {
-			break
-		}
-		b.add(b.iperfTest(ctx, run, SecOcserv, target, t.streams, t.dir, daemons, counters))
-	}
-	sess.Drops = moved(before, counters(ctx))
-	sess.Up = true
+	b.measureTunnel(ctx, run, SecOcserv, target, daemons, counters, &sess)
 	if !daemonsRunning(daemons) {
 		fail(fmt.Errorf("a daemon exited during the tests"), srvLog, cliLog)
 	}
