@@ -136,6 +136,9 @@ Windows code, refusals by reason), on a listener of its own.`,
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, time allowed for telling the clients goodbye")
 	f.DurationVar(&cfg.RAInterval, "ra-interval", cfg.RAInterval, "interval of unsolicited router advertisements")
 	f.BoolVar(&cfg.SetForwarding, "set-forwarding", cfg.SetForwarding, "enable net.ipv6.conf.all.forwarding at start")
+	f.StringVar(&cfg.Teredo, "teredo", "", "also be a Teredo server and relay on UDP 3544 of this public IPv4 address and the next one (a DirectAccess server's two consecutive addresses)")
+	f.StringVar(&cfg.TeredoSecondary, "teredo-secondary", "", "the Teredo server's second IPv4 address when it is not --teredo plus one")
+	f.BoolVar(&cfg.TeredoLab, "teredo-lab", false, "treat the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) as public, for labs and tests")
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
 }

@@ -55,6 +55,11 @@ type Server struct {
 	ShutdownTimeout       time.Duration `toml:"shutdown_timeout"`
 	RAInterval            time.Duration `toml:"ra_interval"`
 	SetForwarding         bool          `toml:"set_forwarding"`
+	// Teredo server and relay: the primary IPv4 address ("" off), the
+	// secondary (default primary+1), documentation addresses as global.
+	Teredo          string `toml:"teredo"`
+	TeredoSecondary string `toml:"teredo_secondary"`
+	TeredoLab       bool   `toml:"teredo_lab"`
 	Log
 }
 

@@ -51,13 +51,22 @@ type collector struct {
 
 func (c collector) Describe(chan<- *prometheus.Desc) {} // unchecked: the label values vary
 
+// A counter named "TRANSPORT/NAME" (e.g. "teredo/drop_loop") belongs to
+// another transport than the daemon's own: it becomes the metric of NAME
+// with the constant label transport="TRANSPORT", under the transport's own
+// namespace (iphttps_server_teredo_...), so it never collides with the
+// IP-HTTPS metric of the same name.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for name, v := range c.counters() {
+		ns, labels := c.ns, prometheus.Labels(nil)
+		if transport, rest, ok := strings.Cut(name, "/"); ok {
+			ns, name, labels = c.ns+"_"+transport, rest, prometheus.Labels{"transport": transport}
+		}
 		if skipped[name] {
 			continue
 		}
 		if help, ok := gauges[name]; ok {
-			d := prometheus.NewDesc(c.ns+"_"+name, help, nil, nil)
+			d := prometheus.NewDesc(ns+"_"+name, help, nil, labels)
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
 			continue
 		}
@@ -66,11 +75,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			if f.label == "code" {
 				value = "0x" + rest
 			}
-			d := prometheus.NewDesc(c.ns+"_"+f.name, f.help, []string{f.label}, nil)
+			d := prometheus.NewDesc(ns+"_"+f.name, f.help, []string{f.label}, labels)
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), value)
 			continue
 		}
-		d := prometheus.NewDesc(c.ns+"_"+strings.TrimSuffix(name, "_total")+"_total", "Counter "+name+" of `iphttps show statistics`.", nil, nil)
+		d := prometheus.NewDesc(ns+"_"+strings.TrimSuffix(name, "_total")+"_total", "Counter "+name+" of `iphttps show statistics`.", nil, labels)
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 }

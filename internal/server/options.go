@@ -50,7 +50,14 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	SelfSigned      string // the name of a self-signed certificate in use
 	LogSettings     string // log level and format, as configured (they apply at start)
+	Teredo          TeredoOptions
 	Log             *slog.Logger
+}
+
+// TeredoOptions turn on the Teredo server and relay next to IP-HTTPS.
+type TeredoOptions struct {
+	Primary, Secondary netip.Addr // Primary invalid: Teredo off
+	Lab                bool
 }
 
 // Limits bound what clients may take of the server. The per-source limits
@@ -207,6 +214,9 @@ func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Optio
 		rc.Routes = append(rc.Routes, p.Masked())
 	}
 	o.Router = rc
+	if o.Teredo, err = teredoOptions(c); err != nil {
+		return o, err
+	}
 
 	if c.PlainHTTP {
 		if c.Cert != "" || c.SelfSigned != "" || mode == router.ModeCertificates {
@@ -216,6 +226,28 @@ func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Optio
 	}
 	o.TLS, err = serverTLS(c, mode, log, keep)
 	return o, err
+}
+
+// teredoOptions checks the Teredo settings.
+func teredoOptions(c config.Server) (TeredoOptions, error) {
+	var t TeredoOptions
+	if c.Teredo == "" {
+		if c.TeredoSecondary != "" {
+			return t, winerr.Errorf(winerr.InvalidParameter, "teredo_secondary %q given without teredo (the primary address)", c.TeredoSecondary)
+		}
+		return t, nil
+	}
+	var err error
+	if t.Primary, err = netip.ParseAddr(c.Teredo); err != nil || !t.Primary.Is4() {
+		return t, winerr.Errorf(winerr.InvalidParameter, "teredo %q: want the server's first public IPv4 address, e.g. 203.0.113.10", c.Teredo)
+	}
+	if c.TeredoSecondary != "" {
+		if t.Secondary, err = netip.ParseAddr(c.TeredoSecondary); err != nil || !t.Secondary.Is4() || t.Secondary == t.Primary {
+			return t, winerr.Errorf(winerr.InvalidParameter, "teredo_secondary %q: want a second IPv4 address of this server, other than teredo", c.TeredoSecondary)
+		}
+	}
+	t.Lab = c.TeredoLab
+	return t, nil
 }
 
 func serverTLS(c config.Server, mode router.Mode, log *slog.Logger, keep *tls.Certificate) (*tls.Config, error) {

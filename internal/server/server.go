@@ -23,6 +23,8 @@ import (
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/teredo"
+	teredosrv "github.com/iphttps/iphttps/internal/teredo/server"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -73,7 +75,8 @@ type Server struct {
 	dev    *tundev.Device
 	ln     net.Listener
 	ctl    net.Listener
-	mln    net.Listener // metrics; nil when off
+	mln    net.Listener      // metrics; nil when off
+	teredo *teredosrv.Server // nil when off
 	since  time.Time
 	c      counters
 
@@ -134,7 +137,44 @@ func New(o Options) (_ *Server, err error) {
 		return nil, winerr.New(winerr.InstallFailure, err)
 	}
 	s.writers.New = func() any { return tundev.NewWriter(s.dev, 128) }
+	if o.Teredo.Primary.IsValid() {
+		if err := s.startTeredo(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// startTeredo makes the Teredo server and relay: Teredo clients' packets go
+// to the TUN device (and on to the intranet), and the kernel routes the
+// Teredo prefix 2001::/32 to the TUN device, where readHost hands those
+// packets to the relay.
+func (s *Server) startTeredo() error {
+	serves := append([]netip.Prefix{s.o.Router.Prefix}, s.o.Router.Routes...)
+	for _, a := range s.o.Router.HostAddrs {
+		serves = append(serves, netip.PrefixFrom(a, 128))
+	}
+	t, err := teredosrv.New(teredosrv.Options{
+		Primary: s.o.Teredo.Primary, Secondary: s.o.Teredo.Secondary, Lab: s.o.Teredo.Lab,
+		Serves: serves, ToHost: s.teredoToHost, Log: s.log.With("transport", "teredo"),
+	})
+	if err != nil {
+		return err
+	}
+	s.teredo = t
+	if err := netcfg.ReplaceRoute(s.o.Interface, teredo.Prefix); err != nil {
+		return winerr.New(winerr.InstallFailure, fmt.Errorf("route the Teredo prefix %v to %s: %w", teredo.Prefix, s.o.Interface, err))
+	}
+	return nil
+}
+
+// teredoToHost writes a Teredo client's packet to the TUN device.
+func (s *Server) teredoToHost(pkt []byte) {
+	w := s.writers.Get().(*tundev.Writer)
+	if err := w.Add(pkt); err != nil {
+		s.c.tunWriteErrors.Add(1)
+	}
+	s.flush(w)
 }
 
 func portOf(hostport string) string {
@@ -197,7 +237,11 @@ func (s *Server) Run(ctx context.Context) error {
 		leaf := s.o.TLS.Certificates[0].Leaf
 		s.log.Info("server certificate", "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames, "not_after", leaf.NotAfter)
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	if s.teredo != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); errc <- s.teredo.Run(ctx) }()
+	}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); errc <- s.readHost(ctx) }()
 	go func() { defer s.wg.Done(); errc <- s.accept(ctx) }()
@@ -240,6 +284,9 @@ func (s *Server) closeAll() {
 	}
 	if s.mln != nil {
 		s.mln.Close()
+	}
+	if s.teredo != nil {
+		s.teredo.Close()
 	}
 	if s.ctl != nil {
 		s.ctl.Close()
@@ -300,6 +347,11 @@ func (s *Server) accept(ctx context.Context) error {
 	}
 }
 
+// TeredoCounterPrefix starts the names of the Teredo server's counters in
+// the server's statistics; the metrics turn it into the label
+// transport="teredo".
+const TeredoCounterPrefix = "teredo/"
+
 // readHost moves packets the kernel routes to the link to their clients. It
 // fails if the TUN device goes away while the server runs.
 func (s *Server) readHost(ctx context.Context) error {
@@ -307,7 +359,11 @@ func (s *Server) readHost(ctx context.Context) error {
 	for {
 		n, err := batch.Read(s.dev)
 		for i := 0; i < n; i++ {
-			s.router.FromHost(batch.Packet(i))
+			p := batch.Packet(i)
+			if s.teredo != nil && s.teredo.FromHost(p) {
+				continue
+			}
+			s.router.FromHost(p)
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
@@ -396,6 +452,13 @@ func (s *Server) Status() status.Interface {
 		st.Clients = append(st.Clients, ss.info())
 	}
 	s.mu.Unlock()
+	if s.teredo != nil {
+		st.Clients = append(st.Clients, s.teredo.Clients()...)
+		st.Teredo = &status.TeredoServer{
+			Primary: s.o.Teredo.Primary.String(), Secondary: s.teredo.Secondary().String(),
+			Prefix: s.teredo.Prefix().String(),
+		}
+	}
 	return st
 }
 
@@ -432,5 +495,10 @@ func (s *Server) counters() map[string]uint64 {
 	s.c.handshakeCodes.each(func(code uint32, n uint64) { m[handshakeFailureKey(code)] = n })
 	pending, _, sources := s.admit.counts()
 	m["connections_pending"], m["client_sources"] = uint64(pending), uint64(sources)
+	if s.teredo != nil {
+		for k, v := range s.teredo.Counters() {
+			m[TeredoCounterPrefix+k] = v
+		}
+	}
 	return m
 }

@@ -32,11 +32,24 @@ type Interface struct {
 	PID             int               `json:"pid"`
 	Counters        map[string]uint64 `json:"counters,omitempty"`
 	Clients         []Client          `json:"clients,omitempty"`
+	// Teredo is set on a server that is also a Teredo server and relay.
+	Teredo *TeredoServer `json:"teredo,omitempty"`
+}
+
+// TeredoServer describes a server's Teredo side.
+type TeredoServer struct {
+	Primary   string `json:"primary"`
+	Secondary string `json:"secondary"`
+	Prefix    string `json:"prefix"` // the clients' 2001:0:<primary>::/64
 }
 
 // Client is one connected client as the server sees it.
 type Client struct {
+	// Transport is how the client reaches the server: "ip-https" (also
+	// when empty), "teredo" or "6to4".
+	Transport string    `json:"transport,omitempty"`
 	Remote    string    `json:"remote"`
+	Mapping   string    `json:"mapping,omitempty"` // Teredo: the client's NAT mapping
 	Subject   string    `json:"subject,omitempty"`
 	Addresses []string  `json:"addresses,omitempty"`
 	Since     time.Time `json:"since"`

@@ -1,0 +1,102 @@
+package peer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+var (
+	p1 = netip.MustParseAddr("2001:0:cb00:710a::1")
+	p2 = netip.MustParseAddr("2001:0:cb00:710a::2")
+	m1 = netip.MustParseAddrPort("198.51.100.2:40000")
+)
+
+func TestTrustAndValidity(t *testing.T) {
+	l := New(4, 0)
+	now := time.Unix(1000, 0)
+	if _, ok := l.Route(p1, now); ok {
+		t.Fatal("unknown peer routed")
+	}
+	if !l.Queue(p1, []byte{1, 2, 3}, now) || !l.Queue(p1, []byte{4}, now) {
+		t.Fatal("queue refused")
+	}
+	if _, ok := l.Route(p1, now); ok {
+		t.Fatal("untrusted peer routed")
+	}
+	if l.Received(p1, m1, now) {
+		t.Fatal("Received trusted an untrusted peer")
+	}
+	q := l.Heard(p1, m1, now)
+	if len(q) != 2 || string(q[0]) != "\x01\x02\x03" || string(q[1]) != "\x04" {
+		t.Fatalf("flushed %v", q)
+	}
+	if m, ok := l.Route(p1, now.Add(Validity)); !ok || m != m1 {
+		t.Fatalf("trusted peer: %v %v", m, ok)
+	}
+	if _, ok := l.Route(p1, now.Add(Validity+time.Millisecond)); ok {
+		t.Fatal("routed past the validity")
+	}
+	if l.Received(p1, netip.MustParseAddrPort("198.51.100.2:40001"), now) {
+		t.Fatal("another port accepted")
+	}
+	if !l.Received(p1, m1, now.Add(time.Minute)) {
+		t.Fatal("the trusted mapping refused")
+	}
+	if _, ok := l.Route(p1, now.Add(time.Minute+time.Second)); !ok {
+		t.Fatal("Received did not renew the validity")
+	}
+}
+
+func TestBounds(t *testing.T) {
+	l := New(2, 8)
+	now := time.Unix(1000, 0)
+	if !l.Queue(p1, make([]byte, 8), now) || l.Queue(p1, []byte{1}, now) {
+		t.Fatal("per-peer queue budget of 8 bytes not kept")
+	}
+	l.Heard(p2, m1, now)
+	l.Heard(netip.MustParseAddr("2001::3"), m1, now) // evicts p1, the least recently used
+	if _, ok := l.Lookup(p1); ok || l.Len() != 2 {
+		t.Fatalf("p1 not evicted: %d entries", l.Len())
+	}
+	st := l.Stats()
+	if st.Evicted != 1 || st.QueueDrops != 1 || st.Peers != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestBubbleLimits(t *testing.T) {
+	l := New(0, 0)
+	now := time.Unix(1000, 0)
+	sent := 0
+	for i := range 200 { // 100 s in half-second steps
+		if l.Bubble(p1, now.Add(time.Duration(i)*500*time.Millisecond)) {
+			sent++
+		}
+	}
+	if sent != BubbleBudget {
+		t.Fatalf("%d bubbles in 100 s, want %d", sent, BubbleBudget)
+	}
+	if !l.Bubble(p2, now) || l.Bubble(p2, now.Add(BubbleGap-time.Millisecond)) || !l.Bubble(p2, now.Add(BubbleGap)) {
+		t.Fatal("2 s gap between bubbles not kept")
+	}
+	// An answer resets the budget; a new window does too.
+	l.Heard(p1, m1, now.Add(101*time.Second))
+	if !l.Bubble(p1, now.Add(104*time.Second)) {
+		t.Fatal("budget not reset by an answer")
+	}
+}
+
+func TestRouteDoesNotAllocate(t *testing.T) {
+	l := New(0, 0)
+	now := time.Now()
+	l.Heard(p1, m1, now)
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, ok := l.Route(p1, now); !ok {
+			panic("route")
+		}
+		l.Received(p1, m1, now)
+	}); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+}

@@ -1,0 +1,513 @@
+// Package server is the Teredo server and relay of a DirectAccess server,
+// in one process as RFC 4380 section 5.4.3 allows and as Windows runs them:
+// the server qualifies clients on UDP 3544 of two consecutive IPv4
+// addresses (router solicitation in, advertisement with the client's
+// mapping out) and passes bubbles between Teredo peers; the relay moves
+// IPv6 between Teredo clients and the host (the TUN device and, behind it,
+// the intranet).
+//
+// Every datagram is checked in the order of RFC 4380 sections 5.3.1 and
+// 5.4.2 before anything is kept or forwarded; what fails a check is
+// counted by reason and dropped, never stored. docs/teredo.md describes
+// the rules and the counters.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/teredo"
+	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/winerr"
+)
+
+// Options configure a Teredo server and relay.
+type Options struct {
+	// Primary is the server's first IPv4 address: it is in every client's
+	// Teredo address. Secondary is the second; invalid: Primary+1.
+	Primary, Secondary netip.Addr
+	// Lab lets documentation addresses (192.0.2.0/24, 198.51.100.0/24,
+	// 203.0.113.0/24) count as global, for the lab and the tests.
+	Lab bool
+	// Serves are the destinations the relay forwards Teredo clients'
+	// packets to (the intranet routes and the server's own prefixes);
+	// anything else is dropped (egress filter).
+	Serves []netip.Prefix
+	// ToHost receives the packets of Teredo clients for the intranet; it
+	// is called from the socket readers, one goroutine per socket, and
+	// must not keep pkt.
+	ToHost func(pkt []byte)
+	// MaxPeers bounds the relay's peer list (0: peer.DefaultMaxPeers).
+	MaxPeers int
+	Log      *slog.Logger
+}
+
+// Server is a running Teredo server and relay.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	conns    [2]*net.UDPConn // primary, secondary
+	peers    *peer.List
+	prefix   netip.Prefix // 2001:0:<primary>::/64
+	linkLoc  netip.Addr
+	since    time.Time
+	c        counters
+	clientMu sync.Mutex
+	clients  map[netip.AddrPort]*qualified // by mapping
+}
+
+// qualified is a client that solicited this server.
+type qualified struct {
+	first, last time.Time
+	cone        bool
+	solicits    uint64
+}
+
+// maxQualified bounds the table of solicitations shown in `show clients`;
+// entries older than qualifiedExpiry go first.
+const (
+	maxQualified    = 65536
+	qualifiedExpiry = 2 * time.Minute
+)
+
+// New checks the addresses and binds UDP port 3544 on both. An address
+// that is not global, or not on this host, or a port in use, fails with a
+// one-line reason.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if !o.Primary.Is4() {
+		return nil, winerr.Errorf(winerr.InvalidParameter, "teredo: the server address %v is not an IPv4 address", o.Primary)
+	}
+	if !o.Secondary.IsValid() {
+		o.Secondary = o.Primary.Next()
+	}
+	for _, a := range []netip.Addr{o.Primary, o.Secondary} {
+		if !teredo.IsGlobalUnicast(a, o.Lab) {
+			hint := ""
+			if teredo.IsDocumentation(a) {
+				hint = " (documentation addresses count as global only with --teredo-lab)"
+			}
+			return nil, winerr.Errorf(winerr.InvalidParameter, "teredo: server address %v is not a global unicast IPv4 address%s: Teredo clients behind NATs could not reach it", a, hint)
+		}
+	}
+	s := &Server{
+		o: o, log: o.Log, peers: peer.New(o.MaxPeers, 0),
+		prefix:  teredo.ServerPrefix(o.Primary),
+		linkLoc: teredo.ServerLinkLocal(o.Primary),
+		since:   time.Now(), clients: map[netip.AddrPort]*qualified{},
+	}
+	for i, a := range []netip.Addr{o.Primary, o.Secondary} {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, teredo.Port)))
+		if err != nil {
+			s.Close()
+			which := "primary"
+			if i == 1 {
+				which = "secondary (the server needs two consecutive addresses; set it with --teredo-secondary)"
+			}
+			switch {
+			case errors.Is(err, syscall.EADDRNOTAVAIL):
+				return nil, winerr.Errorf(winerr.InvalidParameter, "teredo: the %s address %v is not on this host: add it to the public interface", which, a)
+			case errors.Is(err, syscall.EADDRINUSE):
+				return nil, winerr.Errorf(winerr.AddrInUse, "teredo: UDP port %d on %v is in use by another program (find it with `ss -lunp 'sport = :%d'`; a Miredo server?)", teredo.Port, a, teredo.Port)
+			}
+			return nil, winerr.Errorf(winerr.Classify(err), "teredo: cannot listen on %v:%d: %v", a, teredo.Port, err)
+		}
+		s.conns[i] = c
+	}
+	return s, nil
+}
+
+// Secondary is the server's second address.
+func (s *Server) Secondary() netip.Addr { return s.o.Secondary }
+
+// Prefix is the Teredo /64 of this server's clients, 2001:0:<primary>::/64.
+func (s *Server) Prefix() netip.Prefix { return s.prefix }
+
+// Close releases the sockets.
+func (s *Server) Close() {
+	for _, c := range s.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("Teredo server and relay listening", "primary", s.o.Primary, "secondary", s.o.Secondary,
+		"port", teredo.Port, "prefix", s.prefix, "serves", s.o.Serves)
+	errc := make(chan error, 2)
+	for i := range s.conns {
+		go func() { errc <- s.read(i) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.Close()
+	for range len(s.conns) - 1 {
+		<-errc
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("teredo server: %w", err)
+	}
+	return nil
+}
+
+// read handles the datagrams of one socket.
+func (s *Server) read(i int) error {
+	buf := make([]byte, 65536)
+	var oob [0]byte
+	for {
+		n, _, _, src, err := s.conns[i].ReadMsgUDPAddrPort(buf, oob[:])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		s.handle(i, buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()))
+	}
+}
+
+// Drop reasons (counter names are "drop_" + reason).
+const (
+	dropMalformed     = "malformed"
+	dropSourceGlobal  = "source_not_global"
+	dropLoop          = "loop"
+	dropBadRS         = "bad_solicitation"
+	dropLinkLocal     = "link_local_source"
+	dropSpoofed       = "spoofed_source"
+	dropDstNotGlobal  = "destination_not_global"
+	dropNotRelayed    = "not_relayed"
+	dropOversized     = "oversized_icmpv6"
+	dropEgress        = "egress_filter"
+	dropNotForUs      = "not_for_this_server"
+	dropQueueFull     = "queue_full"
+	dropBubbleLimited = "bubble_rate_limited"
+	dropSendFailed    = "send_failed"
+)
+
+// maxForwardedICMPv6 is the largest ICMPv6 payload the server passes
+// between Teredo peers: enough for echo tests, too small to make the
+// server an open relay (Miredo's rule, which Microsoft's servers share).
+const maxForwardedICMPv6 = 88
+
+// handle applies the server and relay rules to one datagram that arrived
+// on socket i from src.
+func (s *Server) handle(i int, b []byte, src netip.AddrPort) {
+	s.c.datagrams.Add(1)
+	if !teredo.IsGlobalUnicast(src.Addr(), s.o.Lab) {
+		s.c.drop(dropSourceGlobal)
+		return
+	}
+	if src.Port() == teredo.Port && (src.Addr() == s.o.Primary || src.Addr() == s.o.Secondary) {
+		s.c.drop(dropLoop)
+		return
+	}
+	d, err := teredo.Parse(b)
+	if err != nil {
+		s.c.drop(dropMalformed)
+		return
+	}
+	p := d.IPv6
+	from, to := packet.Src(p), packet.Dst(p)
+	if from.IsLinkLocalUnicast() {
+		if to == packet.AllRouters() {
+			s.solicited(i, d, src)
+			return
+		}
+		s.c.drop(dropLinkLocal)
+		return
+	}
+	if !teredo.IsTeredo(from) {
+		// RFC 4380 section 5.3.1 rule 6: a native peer (a relay) may send
+		// this server's clients bubbles through it.
+		a, ok := teredo.ParseAddress(to)
+		if !ok || a.Server != s.o.Primary || !teredo.IsBubble(p) {
+			s.c.drop(dropNotForUs)
+			return
+		}
+		s.forward(a, p, src, true)
+		return
+	}
+	fa, _ := teredo.ParseAddress(from)
+	if fa.Mapped != src {
+		s.c.drop(dropSpoofed)
+		return
+	}
+	if a, ok := teredo.ParseAddress(to); ok {
+		s.betweenClients(a, d, src)
+		return
+	}
+	s.fromClient(from, p, src)
+}
+
+// solicited answers a router solicitation (RFC 4380 section 5.3.2): from
+// the other address when the client asks for the cone test.
+func (s *Server) solicited(i int, d teredo.Datagram, src netip.AddrPort) {
+	m, err := packet.ParseND(d.IPv6)
+	if err != nil || m.Type() != 133 {
+		s.c.drop(dropBadRS)
+		return
+	}
+	rsSrc := packet.Src(d.IPv6)
+	cone := teredo.IsConeSolicitation(rsSrc)
+	out := i
+	if cone {
+		out = 1 - i
+	}
+	ra, err := teredo.AppendRA(make([]byte, 0, 160), d.Nonce, src, rsSrc, s.o.Primary)
+	if err != nil {
+		s.c.drop(dropBadRS)
+		return
+	}
+	if !d.HasAuth {
+		// Answer an unauthenticated solicitation without the header, as
+		// RFC 4380 section 5.3.2 does (the client then has no nonce to
+		// check: Windows and Miredo always send one).
+		ra = ra[teredo.AuthMinLen:]
+	}
+	s.c.solicitations.Add(1)
+	s.send(out, ra, src)
+	s.noteClient(src, cone)
+}
+
+// betweenClients passes a bubble or a small ICMPv6 message from one Teredo
+// peer to another (RFC 4380 section 5.3.1), with an origin indication
+// when the destination is this server's client. Data between Teredo peers
+// goes directly, never through the server.
+func (s *Server) betweenClients(to teredo.Address, d teredo.Datagram, src netip.AddrPort) {
+	p := d.IPv6
+	if !teredo.IsBubble(p) {
+		if packet.NextHeader(p) != packet.ProtoICMPv6 {
+			s.c.drop(dropNotRelayed)
+			return
+		}
+		if packet.PayloadLen(p) > maxForwardedICMPv6 {
+			s.c.drop(dropOversized)
+			return
+		}
+	}
+	s.forward(to, p, src, to.Server == s.o.Primary)
+}
+
+// forward sends p to the Teredo peer to from the primary address, with an
+// origin indication naming src when withOrigin.
+func (s *Server) forward(to teredo.Address, p []byte, src netip.AddrPort, withOrigin bool) {
+	if !teredo.IsGlobalUnicast(to.Mapped.Addr(), s.o.Lab) {
+		s.c.drop(dropDstNotGlobal)
+		return
+	}
+	var b []byte
+	if withOrigin {
+		var buf [teredo.OriginLen + 1500]byte
+		b = teredo.AppendOrigin(buf[:0], src)
+		b = append(b, p...)
+	} else {
+		b = p
+	}
+	s.c.forwarded.Add(1)
+	s.send(0, b, to.Mapped)
+}
+
+// fromClient relays a Teredo client's packet for a native destination to
+// the host (RFC 4380 section 5.4.2): the mapping was checked, so the peer
+// is trusted; the destination must be one the relay serves.
+func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort) {
+	now := time.Now()
+	if !s.peers.Received(from, src, now) {
+		for _, q := range s.peers.Heard(from, src, now) {
+			s.send(0, q, src)
+		}
+	}
+	if teredo.IsBubble(p) {
+		s.c.bubblesIn.Add(1)
+		return
+	}
+	to := packet.Dst(p)
+	if !s.serves(to) {
+		s.c.drop(dropEgress)
+		return
+	}
+	s.c.toHost.Add(1)
+	s.c.toHostBytes.Add(uint64(len(p)))
+	if s.o.ToHost != nil {
+		s.o.ToHost(p)
+	}
+}
+
+func (s *Server) serves(a netip.Addr) bool {
+	for _, p := range s.o.Serves {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// FromHost relays a packet the host routed to a Teredo address (RFC 4380
+// section 5.4.1). It reports false when the destination is not a Teredo
+// address (the packet is someone else's to handle).
+func (s *Server) FromHost(p []byte) bool {
+	to := packet.Dst(p)
+	a, ok := teredo.ParseAddress(to)
+	if !ok {
+		return false
+	}
+	s.c.fromHost.Add(1)
+	if !teredo.IsGlobalUnicast(a.Mapped.Addr(), s.o.Lab) {
+		s.c.drop(dropDstNotGlobal)
+		return true
+	}
+	now := time.Now()
+	if m, ok := s.peers.Route(to, now); ok {
+		s.send(0, p, m)
+		return true
+	}
+	if a.Server == s.o.Primary {
+		// This server's client refreshes its NAT mapping towards the
+		// primary address every 30 s, so the mapping in its address
+		// lets packets from here in.
+		s.send(0, p, a.Mapped)
+		return true
+	}
+	// Another server's client: queue, and open its NAT with a bubble sent
+	// through its server (RFC 4380 section 5.4.1 case 3).
+	if !s.peers.Queue(to, p, now) {
+		return true // counted by the peer list
+	}
+	if !s.peers.Bubble(to, now) {
+		s.c.drop(dropBubbleLimited)
+		return true
+	}
+	var buf [teredo.BubbleLen]byte
+	s.c.bubblesOut.Add(1)
+	s.send(0, teredo.AppendBubble(buf[:0], packet.Src(p), to), netip.AddrPortFrom(a.Server, teredo.Port))
+	return true
+}
+
+func (s *Server) send(i int, b []byte, to netip.AddrPort) {
+	if _, err := s.conns[i].WriteToUDPAddrPort(b, to); err != nil {
+		s.c.drop(dropSendFailed)
+		s.log.Debug("teredo: send failed", "to", to, "err", err)
+		return
+	}
+	s.c.sent.Add(1)
+}
+
+// noteClient records a solicitation from the client at mapping.
+func (s *Server) noteClient(mapping netip.AddrPort, cone bool) {
+	now := time.Now()
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	q := s.clients[mapping]
+	if q == nil {
+		if len(s.clients) >= maxQualified {
+			s.expireClients(now)
+			if len(s.clients) >= maxQualified {
+				s.c.drop("client_table_full")
+				return
+			}
+		}
+		q = &qualified{first: now}
+		s.clients[mapping] = q
+	}
+	q.last, q.cone = now, q.cone || cone
+	q.solicits++
+}
+
+// expireClients forgets clients that have not solicited for
+// qualifiedExpiry. Called with clientMu held.
+func (s *Server) expireClients(now time.Time) {
+	for m, q := range s.clients {
+		if now.Sub(q.last) > qualifiedExpiry {
+			delete(s.clients, m)
+		}
+	}
+}
+
+// Clients lists the Teredo clients seen recently: those that solicited
+// this server (by mapping) and the peers the relay trusts.
+func (s *Server) Clients() []status.Client {
+	now := time.Now()
+	var out []status.Client
+	seen := map[netip.AddrPort]int{}
+	s.peers.Each(func(p peer.Peer) {
+		if !p.Trusted || now.Sub(p.LastRX) > peer.Validity {
+			return
+		}
+		seen[p.Mapping] = len(out)
+		out = append(out, status.Client{
+			Transport: "teredo", Remote: p.Mapping.String(), Mapping: p.Mapping.String(),
+			Addresses: []string{p.Addr.String()}, Since: p.LastRX,
+		})
+	})
+	s.clientMu.Lock()
+	s.expireClients(now)
+	for m, q := range s.clients {
+		if i, ok := seen[m]; ok {
+			out[i].Since = q.first
+			continue
+		}
+		out = append(out, status.Client{Transport: "teredo", Remote: m.String(), Mapping: m.String(), Since: q.first})
+	}
+	s.clientMu.Unlock()
+	return out
+}
+
+// counters of the Teredo server and relay.
+type counters struct {
+	datagrams, solicitations, forwarded, sent atomic.Uint64
+	toHost, toHostBytes, fromHost             atomic.Uint64
+	bubblesIn, bubblesOut                     atomic.Uint64
+	dropMu                                    sync.Mutex
+	drops                                     map[string]uint64
+}
+
+func (c *counters) drop(reason string) {
+	c.dropMu.Lock()
+	if c.drops == nil {
+		c.drops = map[string]uint64{}
+	}
+	c.drops[reason]++
+	c.dropMu.Unlock()
+}
+
+// Counters returns the server's counters, named for `show statistics` and
+// the metrics (the caller adds the transport label).
+func (s *Server) Counters() map[string]uint64 {
+	m := map[string]uint64{
+		"datagrams":         s.c.datagrams.Load(),
+		"solicitations":     s.c.solicitations.Load(),
+		"forwarded":         s.c.forwarded.Load(),
+		"datagrams_sent":    s.c.sent.Load(),
+		"packets_to_host":   s.c.toHost.Load(),
+		"bytes_to_host":     s.c.toHostBytes.Load(),
+		"packets_from_host": s.c.fromHost.Load(),
+		"bubbles_received":  s.c.bubblesIn.Load(),
+		"bubbles_sent":      s.c.bubblesOut.Load(),
+	}
+	ps := s.peers.Stats()
+	m["peers"], m["peers_evicted"] = ps.Peers, ps.Evicted
+	m["drop_"+dropQueueFull] += ps.QueueDrops
+	s.c.dropMu.Lock()
+	for k, v := range s.c.drops {
+		m["drop_"+k] += v
+	}
+	s.c.dropMu.Unlock()
+	return m
+}
