@@ -107,9 +107,13 @@ or those given with --socket). The default layout is that of
 			func(ifs []status.Interface) any { return clientsOf(ifs) },
 			func(ifs []status.Interface) error {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ADDRESSES\tREMOTE\tSUBJECT\tSINCE\tBYTES IN\tBYTES OUT")
+				fmt.Fprintln(tw, "TRANSPORT\tADDRESSES\tREMOTE\tSUBJECT\tSINCE\tBYTES IN\tBYTES OUT")
 				for _, c := range clientsOf(ifs) {
-					fmt.Fprintf(tw, "%v\t%s\t%s\t%s\t%d\t%d\n", c.Addresses, c.Remote, c.Subject, c.Since.Format(time.DateTime), c.BytesIn, c.BytesOut)
+					transport := c.Transport
+					if transport == "" {
+						transport = "ip-https"
+					}
+					fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%d\t%d\n", transport, c.Addresses, c.Remote, c.Subject, c.Since.Format(time.DateTime), c.BytesIn, c.BytesOut)
 				}
 				return tw.Flush()
 			}),
