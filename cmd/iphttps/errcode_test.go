@@ -70,6 +70,16 @@ func TestErrcodeExplains(t *testing.T) {
 			"Interface Status           : none (a server start-up error",
 			"ss -ltnp", "http.sys",
 		}},
+		// Neighbours in winerror.h (WSAECONNABORTED 10053, WSAECONNRESET
+		// 10054): each number prints its own symbol and message.
+		{"0x2745", []string{
+			"0x2745 (10053)  WSAECONNABORTED",
+			"Windows message            : An established connection was aborted by the software in your host machine.",
+		}},
+		{"0x2746", []string{
+			"0x2746 (10054)  WSAECONNRESET",
+			"Windows message            : An existing connection was forcibly closed by the remote host.",
+		}},
 	}
 	for _, c := range cases {
 		out, status, err := runCLI(t, "errcode", c.arg)

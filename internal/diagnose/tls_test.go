@@ -58,6 +58,22 @@ func TestCheckTLS(t *testing.T) {
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "client certificate", "CN=cli1.example.test")
 
+	// With a certificate from a CA the server does not trust, the server's
+	// alert (unknown_ca) is all the client learns: 0x80090326.
+	other, err := pki.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := pki.Client(other, pki.Options{CommonName: "cli2.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, []tls.Certificate{foreign.TLS()})
+	wantCheck(t, c, Fail, int64(winerr.IllegalMessage))
+	if !strings.Contains(c.Cause, "aborted the TLS handshake") {
+		t.Errorf("foreign client certificate: cause %q", c.Cause)
+	}
+
 	// Over TLS 1.3 the refusal comes after the handshake: a warning,
 	// then the request check fails with 0x90320.
 	r = newResponder(t, responderOptions{cert: &cert, clientCAs: p.roots})

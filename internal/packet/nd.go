@@ -84,7 +84,10 @@ func BuildICMPv6(src, dst netip.Addr, hopLimit uint8, m ndp.Message) ([]byte, er
 // Source Link-Layer Address option (and for such an NS a solicited-node
 // destination); for NS, NA and Redirect a non-multicast target; for a
 // multicast NA a clear Solicited flag; for RA and Redirect a link-local
-// source. Bytes beyond the Payload Length are ignored.
+// source. Beyond RFC 4861, neither address may be IPv4-mapped: such
+// addresses never appear on the wire (RFC 4291 section 2.5.5.2; Linux drops
+// packets from them), and BuildICMPv6 refuses them. Bytes beyond the
+// Payload Length are ignored.
 //
 // Link-layer address options have no meaning on the IP-HTTPS link: if ndp
 // rejects one of them (for example an unusual length), the message is
@@ -147,6 +150,9 @@ func validateND(b []byte, typ uint8) error {
 		return err
 	}
 	src, dst := Src(b), Dst(b)
+	if src.Is4In6() || dst.Is4In6() {
+		return fmt.Errorf("IPv4-mapped address (%v to %v)", src, dst)
+	}
 	switch typ {
 	case TypeRouterSolicitation:
 		if src.IsUnspecified() && hasOption(opts, optSourceLLA) {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/x509"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -62,25 +61,6 @@ func TestRevocation(t *testing.T) {
 	_, err = loadRevocation([]string{writeFile(t, "junk.pem", []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"))}, caFile, time.Now(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		t.Fatal("a CRL that does not parse was accepted")
-	}
-}
-
-func TestHandshakeCode(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want uint32
-	}{
-		{errors.New("tls: client didn't provide a certificate"), winerr.IncompleteCredentials},
-		{os.ErrDeadlineExceeded, winerr.TimedOut},
-		{x509.UnknownAuthorityError{}, winerr.CertUntrustedRoot},
-		{x509.CertificateInvalidError{Reason: x509.Expired}, winerr.CertExpired},
-		{winerr.Errorf(winerr.Revoked, "revoked"), winerr.Revoked},
-		{io.EOF, winerr.ConnReset},
-		{errors.New("tls: first record does not look like a TLS handshake"), winerr.IllegalMessage},
-	} {
-		if got := handshakeCode(c.err); got != c.want {
-			t.Errorf("%v: %#x, want %#x", c.err, got, c.want)
-		}
 	}
 }
 

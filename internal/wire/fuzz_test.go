@@ -22,6 +22,21 @@ func sameError(a, b error) bool {
 		errors.Is(a, io.ErrUnexpectedEOF) == errors.Is(b, io.ErrUnexpectedEOF)
 }
 
+// checkConsumed checks that a head read from data by r took exactly the
+// bytes up to and including the first CRLF CRLF, and no more than
+// fuzzMaxHead: what follows the head (packets, after a 200) stays in r.
+func checkConsumed(t *testing.T, data []byte, r *Reader) {
+	t.Helper()
+	consumed := len(data) - r.Buffered()
+	i := bytes.Index(data, []byte("\r\n\r\n"))
+	if i < 0 {
+		t.Fatalf("a head was read (%d bytes consumed) from input with no CRLF CRLF", consumed)
+	}
+	if end := i + 4; consumed != end || consumed > fuzzMaxHead {
+		t.Fatalf("consumed %d bytes, want the %d up to the first CRLF CRLF (at most %d)", consumed, end, fuzzMaxHead)
+	}
+}
+
 func FuzzReadRequest(f *testing.F) {
 	f.Add(AppendRequest(nil, "/IPHTTPS", "da.example.com"))
 	f.Add([]byte("POST /IPHTTPS HTTP/1.1\r\nHost: 192.0.2.1\r\nContent-Length: 18446744073709551615\r\n\r\n\x60\x00\x00\x00\x00\x00\x3b\x40"))
@@ -45,10 +60,7 @@ func FuzzReadRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		consumed := len(data) - r.Buffered()
-		if consumed > fuzzMaxHead || !bytes.HasSuffix(data[:consumed], []byte("\r\n\r\n")) {
-			t.Fatalf("consumed %d bytes", consumed)
-		}
+		checkConsumed(t, data, r)
 		if req.Path != "" && !strings.HasPrefix(req.Path, "/") || strings.ContainsAny(req.Path, "?#") {
 			t.Fatalf("path %q", req.Path)
 		}
@@ -78,6 +90,7 @@ func FuzzReadResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkConsumed(t, data, r)
 		if resp.Status < 100 || resp.Status > 999 || len(resp.Header) > MaxHeaderFields {
 			t.Fatalf("response %+v", resp)
 		}
