@@ -156,10 +156,15 @@ func queryOne(ctx context.Context, d *net.Dialer, server, name string, typ dnsme
 // record. It is false when the name does not exist (NXDOMAIN) or the servers
 // cannot tell.
 func NoAddress(ctx context.Context, name string) bool {
-	servers := func() ([]string, error) { return Nameservers("/etc/resolv.conf") }
 	var d net.Dialer
+	return NoAddressAt(ctx, &d, func() ([]string, error) { return Nameservers("/etc/resolv.conf") }, name)
+}
+
+// NoAddressAt is NoAddress asking the given servers (as Query does) instead
+// of the system's.
+func NoAddressAt(ctx context.Context, d *net.Dialer, servers func() ([]string, error), name string) bool {
 	for _, typ := range []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA} {
-		a, err := Query(ctx, &d, servers, name, typ)
+		a, err := Query(ctx, d, servers, name, typ)
 		if err != nil || a.RCode != dnsmessage.RCodeSuccess || a.Answers > 0 {
 			return false
 		}

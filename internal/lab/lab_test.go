@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/testenv"
 )
 
 func TestParseNetnsList(t *testing.T) {
@@ -95,12 +96,8 @@ func TestLogTail(t *testing.T) {
 // DNS, the intranet web server (from the server namespace) and that Down
 // leaves nothing behind.
 func TestUpDown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	if err := CheckTools(); err != nil {
-		t.Skip(err)
-	}
+	testenv.RequireRoot(t, "creates network namespaces")
+	testenv.Require(t, CheckTools())
 	ctx := context.Background()
 	l, err := Up(ctx, Options{Prefix: "iplu-", Clients: 1, Log: testWriter{t}})
 	if err != nil {

@@ -9,13 +9,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iphttps/iphttps/internal/lab"
 	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/testenv"
 )
 
 // Bounds of the waits.
@@ -28,13 +28,7 @@ const (
 // tool is missing. It returns the iphttps binary.
 func requireLab(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		const why = "end-to-end tests need root: they create network namespaces, veth pairs and TUN devices"
-		if os.Getenv("CI") != "" {
-			t.Fatal(why + " (CI is set, so this is a failure, not a skip)")
-		}
-		t.Skip(why)
-	}
+	testenv.RequireRoot(t, "end-to-end tests create network namespaces, veth pairs and TUN devices")
 	if err := lab.CheckTools(); err != nil {
 		t.Fatal(err)
 	}
