@@ -44,7 +44,7 @@ func newTeredoLab(t *testing.T, o lab.TeredoOptions) *lab.TeredoLab {
 		t.Fatalf("teredo lab up: %v", err)
 	}
 	t.Logf("teredo lab up in %s", time.Since(start).Round(time.Millisecond))
-	names := []string{lab.MiredoServerName, lab.MiredoRelayName}
+	names := []string{lab.MiredoServerName, lab.MiredoRelayName, lab.IPHTTPSServerName}
 	for i := 1; i <= tl.Clients(); i++ {
 		names = append(names, lab.MiredoClientName(i))
 	}

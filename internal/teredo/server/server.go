@@ -230,6 +230,14 @@ func (s *Server) handle(i int, b []byte, src netip.AddrPort) {
 			s.solicited(i, d, src)
 			return
 		}
+		// Miredo (and Windows, for hole punching) sends its bubbles from a
+		// link-local address: a bubble carries no data, so its source needs
+		// no mapping check. Anything else from a link-local source is
+		// refused.
+		if a, ok := teredo.ParseAddress(to); ok && teredo.IsBubble(p) {
+			s.forward(a, p, src, a.Server == s.o.Primary)
+			return
+		}
 		s.c.drop(dropLinkLocal)
 		return
 	}

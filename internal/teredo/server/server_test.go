@@ -190,6 +190,13 @@ func TestServerAndRelay(t *testing.T) {
 		t.Fatalf("bubble %+v", d.Header)
 	}
 	f.waitCounter("forwarded", 1)
+	// Miredo sends its bubbles from a link-local address: they pass too.
+	send(t, b, teredo.AppendBubble(nil, netip.MustParseAddr("fe80::1234"), addrA), primary)
+	d, _ = recv(t, a)
+	if !teredo.IsBubble(d.IPv6) || d.Origin != netip.MustParseAddrPort("198.51.100.3:40001") {
+		t.Fatalf("link-local bubble %+v", d.Header)
+	}
+	f.waitCounter("forwarded", 2)
 
 	// Refusals, each counted once.
 	spoofed := teredo.Address{Server: primary, Mapped: netip.MustParseAddrPort("198.51.100.9:1")}.IPv6()
