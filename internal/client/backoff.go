@@ -9,10 +9,14 @@ import (
 // starts it with Initial (30 s); after each later failure the wait is the time
 // elapsed since the first failure, at most Max (15 min), so waits roughly
 // double. A success resets it. Jitter spreads the reconnects of many clients
-// (a fraction, e.g. 0.1 = ±10 %).
+// (a fraction, e.g. 0.1 = ±10 %), at every step of the timer.
 type Backoff struct {
 	Initial, Max time.Duration
 	Jitter       float64
+	// Rand draws the jitter; nil is the global source. Tests set a seeded
+	// one to get the same draws each run. Not safe for concurrent use, as
+	// the Backoff itself.
+	Rand *rand.Rand
 
 	start   time.Time
 	running bool
@@ -30,7 +34,7 @@ func (b *Backoff) Next(now time.Time) time.Duration {
 		d = b.Max
 	}
 	if b.Jitter > 0 {
-		d += time.Duration((rand.Float64()*2 - 1) * b.Jitter * float64(d))
+		d += time.Duration((b.float()*2 - 1) * b.Jitter * float64(d))
 	}
 	return d
 }
@@ -48,7 +52,15 @@ func (b *Backoff) Spread() time.Duration {
 	if b.Jitter <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Float64() * b.Jitter * float64(b.Initial))
+	return time.Duration(b.float() * b.Jitter * float64(b.Initial))
+}
+
+// float draws a number in [0, 1) from b.Rand, or the global source.
+func (b *Backoff) float() float64 {
+	if b.Rand != nil {
+		return b.Rand.Float64()
+	}
+	return rand.Float64()
 }
 
 // retryWait is how long the client waits after a connection attempt ended at

@@ -30,28 +30,42 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		toHost := udp(gA, outside, 64)
 		fromHost := udp(outside, gA, 64)
 		toB := udp(gA, gB, 255)
+		toNobody := udp(outside, unowned, 64) // on the link, owned by no client
 		tests := []struct {
 			name string
 			run  func() Action
 			want Action
+			drop DropReason // counted once per packet when want is Dropped
 		}{
-			{"client to host", func() Action { return r.FromClient(A, toHost) }, ToHost},
-			{"host to client", func() Action { return r.FromHost(fromHost) }, Handled},
+			{"client to host", func() Action { return r.FromClient(A, toHost) }, ToHost, 0},
+			{"host to client", func() Action { return r.FromHost(fromHost) }, Handled, 0},
 			{"client to client", func() Action {
 				toB[7] = 255 // the hop limit is decremented in ModeNone
 				return r.FromClient(A, toB)
-			}, Handled},
-			{"dropped: spoofed", func() Action { return r.FromClient(A, fromHost) }, Dropped},
-			{"dropped: no neighbor", func() Action { return r.FromHost(toB) }, Handled},
+			}, Handled, 0},
+			{"dropped: spoofed", func() Action { return r.FromClient(A, fromHost) }, Dropped, DropSpoofedSource},
+			{"dropped: no neighbor", func() Action { return r.FromHost(toNobody) }, Dropped, DropNoNeighbor},
 		}
 		for _, tt := range tests {
 			var got Action
-			allocs := testing.AllocsPerRun(1000, func() { got = tt.run() })
+			var runs uint64
+			before := r.Drops()
+			allocs := testing.AllocsPerRun(1000, func() { got = tt.run(); runs++ })
 			if got != tt.want {
 				t.Errorf("%v/%s: %v, want %v", mode, tt.name, got, tt.want)
 			}
 			if allocs != 0 {
 				t.Errorf("%v/%s: %v allocations per packet, want 0", mode, tt.name, allocs)
+			}
+			after := r.Drops()
+			for reason, n := range after {
+				want := before[reason]
+				if tt.want == Dropped && reason == tt.drop.String() {
+					want += runs
+				}
+				if n != want {
+					t.Errorf("%v/%s: drop counter %s %d -> %d after %d packets, want %d", mode, tt.name, reason, before[reason], n, runs, want)
+				}
 			}
 		}
 		if pa.n == 0 || pb.n == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,22 +108,31 @@ func TestAuthorisation(t *testing.T) {
 		waitActive(t, l, 1)
 		mustPing(t, l, l.ClientNS(1), lab.IntranetHost)
 		for _, c := range []struct {
+			client int
 			code   uint32
 			what   string
 			reason string // in the server's log line
 		}{
-			{winerr.CertUntrustedRoot, "certificate from another CA", "unknown authority"},
-			{winerr.CertExpired, "expired certificate", "expired"},
-			{winerr.Revoked, "revoked certificate", "revoked"},
-			{winerr.IncompleteCredentials, "no certificate", "didn't provide a certificate"},
+			{2, winerr.CertUntrustedRoot, "certificate from another CA", "unknown authority"},
+			{3, winerr.CertExpired, "expired certificate", "expired"},
+			{4, winerr.Revoked, "revoked certificate", "revoked"},
+			{5, winerr.IncompleteCredentials, "no certificate", "didn't provide a certificate"},
 		} {
 			key := fmt.Sprintf("handshake_failures_%#x", c.code)
 			if n := counterUntil(t, l, key, 1, 15*time.Second); n < 1 {
 				t.Errorf("%s: counter %s = %d, want >= 1", c.what, key, n)
 			}
-			logText, _ := os.ReadFile(l.LogFile("server"))
-			if !strings.Contains(string(logText), c.reason) || !strings.Contains(string(logText), winerr.Hex(c.code)) {
-				t.Errorf("%s: the server log has no line with %q and %s", c.what, c.reason, winerr.Hex(c.code))
+			// One line says it all: the failure, the client, its Windows
+			// code and its reason (the counter is raised just before the
+			// line is written, hence the wait).
+			from := lab.ClientIPv4(c.client) + ":"
+			if line, ok := serverLogLine(l, 3*time.Second, func(line string) bool {
+				return strings.Contains(line, `msg="TLS handshake failed"`) && strings.HasPrefix(logField(line, "client"), from) &&
+					logField(line, "code") == winerr.Hex(c.code) && strings.Contains(logField(line, "err"), c.reason)
+			}); ok {
+				t.Logf("%s: %s", c.what, line)
+			} else {
+				t.Errorf("%s: the server log has no \"TLS handshake failed\" line from %s with code=%s and %q in its err; log:\n%s", c.what, lab.ClientName(c.client), winerr.Hex(c.code), c.reason, lab.LogTail(l.LogFile("server"), 20))
 			}
 		}
 		for i := 2; i <= 5; i++ {
@@ -220,6 +230,52 @@ func counterUntil(t *testing.T, l *lab.Lab, name string, want uint64, limit time
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// serverLogLine waits (at most limit) for a line of the server's log that
+// match accepts, and returns it.
+func serverLogLine(l *lab.Lab, limit time.Duration, match func(line string) bool) (string, bool) {
+	deadline := time.Now().Add(limit)
+	for {
+		b, _ := os.ReadFile(l.LogFile("server"))
+		for _, line := range strings.Split(string(b), "\n") {
+			if match(line) {
+				return line, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logField returns the value of key in a text log line (key=value, or
+// key="quoted value" unquoted), "" if the line has no such field.
+func logField(line, key string) string {
+	i := 0
+	for {
+		j := strings.Index(line[i:], key+"=")
+		if j < 0 {
+			return ""
+		}
+		j += i
+		if j == 0 || line[j-1] == ' ' {
+			i = j + len(key) + 1
+			break
+		}
+		i = j + 1
+	}
+	rest := line[i:]
+	if strings.HasPrefix(rest, `"`) {
+		if v, err := strconv.QuotedPrefix(rest); err == nil {
+			u, _ := strconv.Unquote(v)
+			return u
+		}
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v
 }
 
 // clientSince is when client i's interface last came up.

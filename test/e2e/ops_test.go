@@ -125,6 +125,12 @@ func TestOperations(t *testing.T) {
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
+		// The status is read just before and just after the scrape: a
+		// traffic counter may grow in between (RAs, pings), so the scrape
+		// must lie between the two reads, and it must be above 0 (the
+		// pings above went through every one of them), so an exporter
+		// stuck at 0 does not pass.
+		before := serverCounters(t, l)
 		hc := &http.Client{Transport: &http.Transport{DialContext: lab.Dialer(l.NS(lab.RoleEdge))}, Timeout: 5 * time.Second}
 		resp, err := hc.Get("http://" + metricsAddr + "/metrics")
 		if err != nil {
@@ -132,27 +138,44 @@ func TestOperations(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		after := serverCounters(t, l)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("/metrics: %s", resp.Status)
 		}
 		m := parseMetrics(string(b))
-		checks := map[string]string{
-			"iphttps_server_sessions_active":          "sessions_active",
-			"iphttps_server_sessions_total":           "sessions_total",
-			"iphttps_server_reloads_total":            "reloads",
-			"iphttps_server_packets_to_host_total":    "packets_to_host",
-			"iphttps_server_bytes_from_clients_total": "bytes_from_clients",
+		// Counters that do not move while the test is idle: equal to
+		// the status on both sides.
+		steady := map[string]string{
+			"iphttps_server_sessions_active": "sessions_active",
+			"iphttps_server_sessions_total":  "sessions_total",
+			"iphttps_server_reloads_total":   "reloads",
 		}
-		for metric, key := range checks {
+		traffic := map[string]string{
+			"iphttps_server_packets_from_clients_total": "packets_from_clients",
+			"iphttps_server_bytes_from_clients_total":   "bytes_from_clients",
+			"iphttps_server_packets_to_host_total":      "packets_to_host",
+			"iphttps_server_packets_from_host_total":    "packets_from_host",
+			"iphttps_server_packets_to_clients_total":   "packets_to_clients",
+		}
+		for metric, key := range steady {
 			v, ok := m[metric]
 			if !ok {
 				t.Errorf("/metrics has no %s", metric)
 				continue
 			}
-			// Traffic counters may grow between the two reads (RAs,
-			// pings): the scrape must not be ahead of the later status.
-			if c := counter(t, l, key); v > float64(c) || (key == "sessions_active" || key == "sessions_total" || key == "reloads") && v != float64(c) {
-				t.Errorf("%s = %v, show statistics %s = %d", metric, v, key, c)
+			if v != float64(before[key]) || v != float64(after[key]) {
+				t.Errorf("%s = %v, show statistics %s = %d before the scrape, %d after", metric, v, key, before[key], after[key])
+			}
+		}
+		for metric, key := range traffic {
+			v, ok := m[metric]
+			if !ok {
+				t.Errorf("/metrics has no %s", metric)
+				continue
+			}
+			lo, hi := before[key], after[key]
+			if v < float64(lo) || v > float64(hi) || v <= 0 {
+				t.Errorf("%s = %v, want it > 0 and between show statistics %s before (%d) and after (%d) the scrape", metric, v, key, lo, hi)
 			}
 		}
 		if m["iphttps_server_sessions_active"] != 2 {
@@ -203,6 +226,22 @@ func TestOperations(t *testing.T) {
 			t.Error("the server log does not say it disconnected its clients")
 		}
 	})
+}
+
+// serverCounters returns every counter of the server's status, failing t
+// if one of those compared with /metrics is missing.
+func serverCounters(t *testing.T, l *lab.Lab) map[string]uint64 {
+	t.Helper()
+	s, err := l.Status(context.Background(), "server")
+	if err != nil {
+		t.Fatalf("server status: %v", err)
+	}
+	for _, k := range []string{"sessions_active", "sessions_total", "reloads", "packets_from_clients", "bytes_from_clients", "packets_to_host", "packets_from_host", "packets_to_clients"} {
+		if _, ok := s.Counters[k]; !ok {
+			t.Fatalf("server status has no counter %q (counters: %v)", k, s.Counters)
+		}
+	}
+	return s.Counters
 }
 
 // procStatus reads /proc/PID/status into a map.

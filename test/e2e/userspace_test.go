@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,16 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/iphttps/iphttps/internal/lab"
+)
+
+// curlProxyError is curl's exit code for a proxy handshake that failed
+// (CURLE_PROXY, curl 7.73 and later), a SOCKS5 failure reply among them;
+// socksFailWithin bounds how long such a failure may take: the client
+// answers at once when the destination is unreachable, and curl's own
+// timeout (--max-time 10) is far above it.
+const (
+	curlProxyError  = 97
+	socksFailWithin = 3 * time.Second
 )
 
 // nobody is the unprivileged user the rootless client runs as (Debian's
@@ -81,9 +93,24 @@ func TestUserspaceClient(t *testing.T) {
 		t.Logf("curl %s %s: %s", strings.Join(via, " "), page, strings.SplitN(string(out), "\n", 2)[0])
 	}
 	// A destination outside the tunnel's routes and unreachable directly
-	// gets a SOCKS failure, not a hang; the client keeps serving.
-	if out, err := l.Exec(ns, "curl", "-sS", "--max-time", "10", "--socks5", socks, "http://[2001:db8:99::1]/"); err == nil {
+	// gets a SOCKS failure, not a hang: curl ends with its proxy error (97,
+	// the SOCKS5 reply refused the connection), not its timeout (28), and
+	// well before --max-time. The client keeps serving (below).
+	start := time.Now()
+	out, err = l.Exec(ns, "curl", "-sS", "--max-time", "10", "--socks5", socks, "http://[2001:db8:99::1]/")
+	took := time.Since(start)
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
 		t.Errorf("curl to an unrouted destination succeeded:\n%s", out)
+	case !errors.As(err, &exit):
+		t.Errorf("curl to an unrouted destination: %v\n%s", err, out)
+	case exit.ExitCode() != curlProxyError || !strings.Contains(string(out), "SOCKS5"):
+		t.Errorf("curl to an unrouted destination: exit code %d after %v, want %d (a SOCKS5 failure, not a timeout):\n%s", exit.ExitCode(), took.Round(time.Millisecond), curlProxyError, out)
+	case took > socksFailWithin:
+		t.Errorf("curl to an unrouted destination got its SOCKS5 failure after %v, want within %v", took.Round(time.Millisecond), socksFailWithin)
+	default:
+		t.Logf("curl to an unrouted destination: exit %d after %v: %s", exit.ExitCode(), took.Round(time.Millisecond), strings.TrimSpace(string(out)))
 	}
 
 	// TCP through SOCKS5 with a hash check: the dialer reaches the
