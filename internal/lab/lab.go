@@ -77,6 +77,27 @@ type Lab struct {
 	sockets    map[string]string // control sockets outside the usual place (StartClientAs)
 }
 
+// newLogger logs to w (nil: nowhere), every level.
+func newLogger(w io.Writer) *slog.Logger {
+	if w == nil {
+		w = io.Discard
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// workDir returns dir, made absolute and created, or when dir is "" a new
+// temporary directory named after pattern (temp true: Down removes it).
+func workDir(dir, pattern string) (path string, temp bool, err error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", pattern)
+		return d, err == nil, err
+	}
+	if path, err = filepath.Abs(dir); err != nil {
+		return "", false, err
+	}
+	return path, false, os.MkdirAll(path, 0o700)
+}
+
 // Up builds the topology: namespaces, links, addresses and routes, the PKI
 // (a CA and a server certificate for ServerName), dnsmasq in the Internet
 // router and the intranet web server. It does not start the IP-HTTPS
@@ -108,30 +129,10 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := CheckTools(); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	w := o.Log
-	if w == nil {
-		w = io.Discard
-	}
-	l := &Lab{
-		opts:  o,
-		log:   slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		procs: map[string]*proc{},
-	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "iphttps-lab-")
-		if err != nil {
-			return nil, fmt.Errorf("lab directory: %w", err)
-		}
-		l.dir, l.tempDir = d, true
-	} else {
-		d, err := filepath.Abs(o.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("lab directory: %w", err)
-		}
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("lab directory: %w", err)
-		}
-		l.dir = d
+	l := &Lab{opts: o, log: newLogger(o.Log), procs: map[string]*proc{}}
+	var err error
+	if l.dir, l.tempDir, err = workDir(o.Dir, "iphttps-lab-"); err != nil {
+		return nil, fmt.Errorf("lab directory: %w", err)
 	}
 	if err := l.build(ctx); err != nil {
 		if derr := l.Down(); derr != nil {

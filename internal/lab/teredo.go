@@ -285,30 +285,10 @@ func TeredoUp(ctx context.Context, o TeredoOptions) (*TeredoLab, error) {
 	if err := checkTools(TeredoTools()); err != nil {
 		return nil, fmt.Errorf("teredo lab: %w", err)
 	}
-	w := o.Log
-	if w == nil {
-		w = io.Discard
-	}
-	t := &TeredoLab{
-		opts:  o,
-		log:   slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		procs: map[string]*proc{},
-	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "iphttps-teredo-lab-")
-		if err != nil {
-			return nil, fmt.Errorf("teredo lab directory: %w", err)
-		}
-		t.dir, t.tempDir = d, true
-	} else {
-		d, err := filepath.Abs(o.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("teredo lab directory: %w", err)
-		}
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("teredo lab directory: %w", err)
-		}
-		t.dir = d
+	t := &TeredoLab{opts: o, log: newLogger(o.Log), procs: map[string]*proc{}}
+	var err error
+	if t.dir, t.tempDir, err = workDir(o.Dir, "iphttps-teredo-lab-"); err != nil {
+		return nil, fmt.Errorf("teredo lab directory: %w", err)
 	}
 	start := time.Now()
 	if err := t.build(ctx); err != nil {

@@ -53,20 +53,7 @@ func TestTeredoMiredoClientsIPHTTPSServer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	addrs := make([]netip.Addr, tl.Clients()+1)
-	for i := 1; i <= tl.Clients(); i++ {
-		start := time.Now()
-		if err := tl.StartMiredoClient(i); err != nil {
-			t.Fatal(err)
-		}
-		a, err := tl.WaitMiredoQualified(ctx, i, miredoQualifyTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: Miredo qualified against iphttps in %s", lab.TeredoClientRole(i), time.Since(start).Round(time.Millisecond))
-		checkMiredoAddr(t, tl, i, a)
-		addrs[i] = a
-	}
+	addrs := startMiredoClients(t, tl)
 	if t.Failed() {
 		return
 	}

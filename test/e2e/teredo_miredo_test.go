@@ -126,6 +126,28 @@ func checkMiredoAddr(t *testing.T, tl *lab.TeredoLab, i int, a netip.Addr) tered
 	return info
 }
 
+// startMiredoClients starts a Miredo client in every client namespace,
+// waits for each to qualify and checks its address (checkMiredoAddr); it
+// returns the addresses, index i for client i.
+func startMiredoClients(t *testing.T, tl *lab.TeredoLab) []netip.Addr {
+	t.Helper()
+	addrs := make([]netip.Addr, tl.Clients()+1)
+	for i := 1; i <= tl.Clients(); i++ {
+		start := time.Now()
+		if err := tl.StartMiredoClient(i); err != nil {
+			t.Fatal(err)
+		}
+		a, err := tl.WaitMiredoQualified(context.Background(), i, miredoQualifyTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: Miredo qualified in %s", lab.TeredoClientRole(i), time.Since(start).Round(time.Millisecond))
+		checkMiredoAddr(t, tl, i, a)
+		addrs[i] = a
+	}
+	return addrs
+}
+
 // TestTeredoLabMiredo: Miredo's server in tsrv, Miredo clients behind two
 // home-router NATs, Miredo's relay in trel. The clients qualify with an
 // address that embeds their NAT's mapping, reach each other directly
@@ -148,20 +170,7 @@ func TestTeredoLabMiredo(t *testing.T) {
 	t.Logf("Miredo relay on %s:%d, routing %s, after %s", lab.TeredoRelayIPv4, lab.TeredoRelayPort, lab.TeredoPrefix,
 		time.Since(start).Round(time.Millisecond))
 
-	addrs := make([]netip.Addr, tl.Clients()+1)
-	for i := 1; i <= tl.Clients(); i++ {
-		start := time.Now()
-		if err := tl.StartMiredoClient(i); err != nil {
-			t.Fatal(err)
-		}
-		a, err := tl.WaitMiredoQualified(ctx, i, miredoQualifyTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: Miredo qualified in %s", lab.TeredoClientRole(i), time.Since(start).Round(time.Millisecond))
-		checkMiredoAddr(t, tl, i, a)
-		addrs[i] = a
-	}
+	addrs := startMiredoClients(t, tl)
 	if t.Failed() {
 		return
 	}
@@ -248,17 +257,8 @@ func TestTeredoLabMiredoNATs(t *testing.T) {
 				t.Fatal(err)
 			}
 			infos := make([]teredo.Address, tl.Clients()+1)
-			for i := 1; i <= tl.Clients(); i++ {
-				start := time.Now()
-				if err := tl.StartMiredoClient(i); err != nil {
-					t.Fatal(err)
-				}
-				a, err := tl.WaitMiredoQualified(ctx, i, miredoQualifyTimeout)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("%s: Miredo qualified in %s", lab.TeredoClientRole(i), time.Since(start).Round(time.Millisecond))
-				infos[i] = checkMiredoAddr(t, tl, i, a)
+			for i, a := range startMiredoClients(t, tl) {
+				infos[i], _ = teredo.ParseAddress(a)
 			}
 			if c.o.SameNAT && infos[1].Mapped.Port() == infos[2].Mapped.Port() {
 				t.Errorf("two clients behind one NAT share the mapped port %d", infos[1].Mapped.Port())
