@@ -34,6 +34,38 @@ type Interface struct {
 	Clients         []Client          `json:"clients,omitempty"`
 	// Teredo is set on a server that is also a Teredo server and relay.
 	Teredo *TeredoServer `json:"teredo,omitempty"`
+	// TeredoClient is set on a client whose transport is Teredo: what
+	// `netsh interface teredo show state` shows on Windows.
+	TeredoClient *TeredoState `json:"teredo_client,omitempty"`
+}
+
+// TeredoState is a Teredo client's state in the words Windows uses
+// (`netsh interface teredo show state`; PowerShell Get-NetTeredoState and
+// Get-NetTeredoConfiguration for the JSON names). Empty strings are not
+// known yet and are not shown.
+type TeredoState struct {
+	Type            string `json:"Type"`                   // "client" (iphttps: always a client)
+	ServerName      string `json:"ServerName"`             // as configured
+	RefreshInterval int    `json:"RefreshIntervalSeconds"` // 30
+	ClientPort      string `json:"ClientPort"`             // "unspecified" or the configured port
+	// State: "offline", "probe (primary server)", "probe (secondary
+	// server)", "qualified", "dormant".
+	State      string `json:"State"`
+	Error      string `json:"Error,omitempty"`      // shown when State is offline
+	ClientType string `json:"ClientType,omitempty"` // "teredo client"
+	Network    string `json:"Network,omitempty"`    // "unmanaged" (iphttps does no managed-network detection)
+	// NAT: "none (global connectivity)", "cone", "restricted",
+	// "restricted (port)", "symmetric".
+	NAT                 string `json:"NAT,omitempty"`
+	NATSpecialBehaviour string `json:"NATSpecialBehaviour,omitempty"` // "UPNP: No, PortPreserving: Yes"
+	LocalMapping        string `json:"LocalMapping,omitempty"`        // local IPv4:port
+	ExternalNATMapping  string `json:"ExternalNATMapping,omitempty"`  // what the server saw
+	// iphttps' own fields.
+	Address     string    `json:"Address,omitempty"` // the Teredo IPv6 address
+	Server      string    `json:"Server,omitempty"`  // primary IPv4 in use
+	Secondary   string    `json:"Secondary,omitempty"`
+	Peers       int       `json:"Peers"`
+	LastRefresh time.Time `json:"LastRefresh,omitzero"`
 }
 
 // TeredoServer describes a server's Teredo side.
