@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,6 @@ import (
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
-	"github.com/iphttps/iphttps/internal/wire"
 )
 
 // LinkMTU is the IP-HTTPS link MTU ([MS-IPHTTPS] 3.1.5.2).
@@ -49,6 +49,8 @@ type Options struct {
 	// Host makes this machine's end of the link; nil: a kernel TUN device
 	// named Interface (KernelHost).
 	Host OpenHost
+	// Transport carries the packets; nil: IP-HTTPS to Target.
+	Transport Transport
 	// Listeners are shown in the status (the --userspace proxy listeners).
 	Listeners     []string
 	ControlSocket string
@@ -72,8 +74,8 @@ type Client struct {
 	pending  *Options      // options given to Reload, applied before the next connection
 	reloaded chan struct{} // closed (and replaced) by each Reload
 	st       status.Holder
-	host     Host                        // set by createInterface before anything else uses it
-	cur      atomic.Pointer[wire.Outbox] // the live connection's send queue; nil while down
+	host     Host                     // set by createInterface before anything else uses it
+	cur      atomic.Pointer[senderRef] // the live session's sender; nil while down
 	c        counters
 	lk       link
 	routerLL atomic.Pointer[netip.Addr] // source of the last router advertisement: the liveness probes' target
@@ -87,14 +89,49 @@ func New(o Options) *Client {
 		o.Host = KernelHost(o.Interface, o.Offload)
 		c.o.Host = o.Host
 	}
+	if o.Transport == nil {
+		c.o.Transport = ipHTTPS{c}
+	}
 	c.st.Update(func(s *status.Interface) {
 		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
 		s.Device, s.State, s.PID, s.Since = o.Interface, "Enabled", os.Getpid(), time.Now()
 		s.Listeners = o.Listeners
 		s.InterfaceStatus = winerr.StatusConnecting
+		if in, ok := c.o.Transport.(interface{ InitStatus(*status.Interface) }); ok {
+			in.InitStatus(s)
+		}
 	})
 	return c
 }
+
+// senderRef holds the live session's Sender for an atomic pointer.
+type senderRef struct{ Sender }
+
+// The host side as a transport's session sees it (Link).
+
+// Host is this machine's end of the tunnel.
+func (c *Client) Host() Host { return c.host }
+
+// Attach makes s the destination of the host's packets.
+func (c *Client) Attach(s Sender) { c.cur.Store(&senderRef{s}) }
+
+// Detach stops sending the host's packets to the session.
+func (c *Client) Detach() { c.cur.Store(nil) }
+
+// Update changes the reported status.
+func (c *Client) Update(fn func(*status.Interface)) { c.st.Update(fn) }
+
+// Received counts packets delivered to the host.
+func (c *Client) Received(pkts, bytes int) {
+	c.c.pktsDown.Add(uint64(pkts))
+	c.c.bytesDown.Add(uint64(bytes))
+}
+
+// Routes are the configured routes into the tunnel.
+func (c *Client) Routes() []netip.Prefix { return c.o.Routes }
+
+// Log is the client's logger.
+func (c *Client) Log() *slog.Logger { return c.log }
 
 // Status reports the client's state.
 func (c *Client) Status() status.Interface {
@@ -106,6 +143,12 @@ func (c *Client) Status() status.Interface {
 		"drop_bad_frame": c.c.dropBadFrame.Load(), "drop_not_ipv6": c.c.dropNotIPv6.Load(),
 		"tun_write_errors": c.c.tunWriteErrors.Load(), "tun_read_errors": c.c.tunReadErrors.Load(),
 		"connects": c.c.connects.Load(),
+	}
+	if tc, ok := c.o.Transport.(interface{ Counters() map[string]uint64 }); ok {
+		prefix := strings.ToLower(c.o.Transport.Name()) + "/"
+		for k, v := range tc.Counters() {
+			s.Counters[prefix+k] = v
+		}
 	}
 	return s
 }
@@ -141,7 +184,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() { c.host.Close(); <-upDone }()
 	ctx = runCtx
 
-	c.log.Info("IP-HTTPS client starting", "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
+	c.log.Info(c.o.Transport.Name()+" client starting", "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
 	kick := make(chan struct{}, 1)
 	go func() {
 		if err := watchNetwork(ctx, c.iface, kick); err != nil && ctx.Err() == nil {
@@ -180,7 +223,12 @@ func (c *Client) Run(ctx context.Context) error {
 			case <-sctx.Done():
 			}
 		}()
-		wasUp, err := c.connect(sctx)
+		began := time.Now()
+		wasUp, err := c.o.Transport.Connect(sctx, c)
+		upFor := time.Since(began)
+		if u, ok := c.o.Transport.(interface{ UpFor() time.Duration }); ok {
+			upFor = u.UpFor()
+		}
 		endSession()
 		if ctx.Err() != nil {
 			break
@@ -192,7 +240,7 @@ func (c *Client) Run(ctx context.Context) error {
 		// A link that was up for a while just ended: try again soon (after
 		// a random part of the first step, so the clients of a restarted
 		// server do not all come back at once), then follow the timer.
-		lost := wasUp && c.lk.upFor() >= minUpForReset
+		lost := wasUp && upFor >= minUpForReset
 		if lost {
 			early = false
 		}
@@ -323,6 +371,9 @@ func (c *Client) applyReload() bool {
 		o.Log = c.log
 	}
 	o.Host, o.Listeners = c.o.Host, c.o.Listeners // made once, at the start
+	if o.Transport == nil {
+		o.Transport = ipHTTPS{c}
+	}
 	c.o = *o
 	c.st.Update(func(s *status.Interface) { s.URL = o.Target.URL })
 	c.log.Info("configuration reloaded; reconnecting", "url", o.Target.URL, "routes", o.Routes)
@@ -362,37 +413,17 @@ func (c *Client) readTUN() {
 	}
 }
 
-// send queues packets from the TUN device on the live connection, taking the
-// queue's lock once for the batch; a packet that is refused is counted and
-// skipped.
+// send hands packets from the TUN device to the live session; without one
+// they are counted as dropped.
 func (c *Client) send(pkts [][]byte) {
-	ob := c.cur.Load()
-	if ob == nil {
+	ref := c.cur.Load()
+	if ref == nil {
 		c.c.dropLinkDown.Add(uint64(len(pkts)))
 		return
 	}
-	for len(pkts) > 0 {
-		n, err := ob.AppendBatchWait(pkts, sendWait)
-		bytes := 0
-		for _, p := range pkts[:n] {
-			bytes += len(p)
-		}
-		c.c.bytesUp.Add(uint64(bytes))
-		c.c.pktsUp.Add(uint64(n))
-		if err == nil {
-			return
-		}
-		switch {
-		case errors.Is(err, wire.ErrFull):
-			c.c.dropOutboxFull.Add(1)
-		case errors.Is(err, wire.ErrClosed):
-			c.c.dropLinkDown.Add(uint64(len(pkts) - n))
-			return
-		default:
-			c.c.dropBadFrame.Add(1)
-		}
-		pkts = pkts[n+1:]
-	}
+	n, bytes := ref.Send(pkts)
+	c.c.pktsUp.Add(uint64(n))
+	c.c.bytesUp.Add(uint64(bytes))
 }
 
 // serverIsIPv6 reports whether the outer connection runs over IPv6, in which

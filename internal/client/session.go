@@ -40,6 +40,51 @@ const (
 	notSentLowat = 128 << 10
 )
 
+// ipHTTPS is the IP-HTTPS transport: an HTTPS connection to the server
+// (through the proxies), the IP-HTTPS POST, and the link engine (duplicate
+// address detection, router solicitation, SLAAC, liveness) over it.
+type ipHTTPS struct{ c *Client }
+
+func (ipHTTPS) Name() string { return "IP-HTTPS" }
+
+// Connect runs one IP-HTTPS connection (the host side is t.c itself).
+func (t ipHTTPS) Connect(ctx context.Context, _ Link) (bool, error) { return t.c.connect(ctx) }
+
+// UpFor is how long the last connection's link was up.
+func (t ipHTTPS) UpFor() time.Duration { return t.c.lk.upFor() }
+
+// outboxSender queues the host's packets on the connection's send queue.
+type outboxSender struct {
+	ob *wire.Outbox
+	c  *counters
+}
+
+// Send queues pkts, taking the queue's lock once for the batch; a packet
+// that is refused is counted and skipped.
+func (o outboxSender) Send(pkts [][]byte) (sent, bytes int) {
+	for len(pkts) > 0 {
+		n, err := o.ob.AppendBatchWait(pkts, sendWait)
+		for _, p := range pkts[:n] {
+			bytes += len(p)
+		}
+		sent += n
+		if err == nil {
+			return sent, bytes
+		}
+		switch {
+		case errors.Is(err, wire.ErrFull):
+			o.c.dropOutboxFull.Add(1)
+		case errors.Is(err, wire.ErrClosed):
+			o.c.dropLinkDown.Add(uint64(len(pkts) - n))
+			return sent, bytes
+		default:
+			o.c.dropBadFrame.Add(1)
+		}
+		pkts = pkts[n+1:]
+	}
+	return sent, bytes
+}
+
 // connect makes one connection and runs it until it ends. wasUp tells whether
 // the link came all the way up (an address was configured).
 func (c *Client) connect(ctx context.Context) (bool, error) {
@@ -72,7 +117,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 	// The sending side runs a goroutine only while it has a batch to send;
 	// a small packet goes out from the goroutine that queued it.
 	ob.Go(packetWriter(conn), func(err error) { pumps <- err })
-	c.cur.Store(ob)
+	c.Attach(outboxSender{ob: ob, c: &c.c})
 	engine := make(chan error, 1)
 	go func() { engine <- c.lk.run(sctx, c, ob, nd, serverIsIPv6(conn)) }()
 
@@ -88,7 +133,7 @@ func (c *Client) connect(ctx context.Context) (bool, error) {
 		}
 		err = fmt.Errorf("IP-HTTPS connection to %s lost: %w", conn.RemoteAddr(), err)
 	}
-	c.cur.Store(nil)
+	c.Detach()
 	cancel()
 	ob.Close()
 	conn.Close()
