@@ -74,7 +74,7 @@ type Client struct {
 	pending  *Options      // options given to Reload, applied before the next connection
 	reloaded chan struct{} // closed (and replaced) by each Reload
 	st       status.Holder
-	host     Host                     // set by createInterface before anything else uses it
+	host     Host                      // set by createInterface before anything else uses it
 	cur      atomic.Pointer[senderRef] // the live session's sender; nil while down
 	c        counters
 	lk       link

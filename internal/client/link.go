@@ -144,7 +144,7 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		case m := <-nd:
 			switch m := m.(type) {
 			case *ndp.RouterAdvertisement:
-				if _, ok := slaacPrefix(m); ok {
+				if _, ok := packet.SLAACPrefix(m); ok {
 					ra = m
 				}
 			case *ndp.NeighborAdvertisement:
@@ -214,23 +214,11 @@ func (l *link) setLinkLocal(c *Client, ll netip.Addr) error {
 	return nil
 }
 
-// slaacPrefix returns the first /64 prefix the advertisement offers for
-// autoconfiguration.
-func slaacPrefix(ra *ndp.RouterAdvertisement) (*ndp.PrefixInformation, bool) {
-	for _, o := range ra.Options {
-		if pi, ok := o.(*ndp.PrefixInformation); ok && pi.AutonomousAddressConfiguration &&
-			pi.PrefixLength == 64 && pi.ValidLifetime > 0 && pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
-			return pi, true
-		}
-	}
-	return nil, false
-}
-
 // apply configures the address and routes an advertisement gives. On a new
 // connection (fresh) the address goes through duplicate address detection
 // again, which also registers it with the server.
 func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement, nd <-chan ndp.Message, dad func(netip.Addr), outerV6, fresh bool) error {
-	pi, ok := slaacPrefix(ra)
+	pi, ok := packet.SLAACPrefix(ra)
 	if !ok {
 		return fmt.Errorf("advertisement without a usable /64 prefix")
 	}

@@ -282,14 +282,10 @@ func (c *Client) post(ctx context.Context, conn net.Conn) (*wire.Reader, error) 
 		}
 		return err
 	}
-	head := wire.AppendRequest(nil, c.o.Target.Path, c.o.Target.HostHeader)
-	if _, err := conn.Write(head); err != nil {
-		return nil, explain(fmt.Errorf("send the IP-HTTPS request: %w", err))
-	}
 	r := wire.NewReader(packetReader(conn), readerSize)
-	resp, err := r.ReadResponse(maxHead)
+	resp, err := wire.Open(conn, r, c.o.Target.Path, c.o.Target.HostHeader, maxHead)
 	if err != nil {
-		return nil, explain(fmt.Errorf("read the IP-HTTPS response: %w", err))
+		return nil, explain(err)
 	}
 	if resp.Status != http.StatusOK {
 		return nil, winerr.Errorf(winerr.NoData,

@@ -41,7 +41,6 @@ func deadlineFrom(ctx context.Context, conn net.Conn) func() {
 func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake) (Check, *wire.Reader) {
 	var saw Facts
 	defer deadlineFrom(ctx, conn)()
-	head := wire.AppendRequest(nil, t.Path, t.HostHeader)
 	saw.Add("request", fmt.Sprintf("POST %s HTTP/1.1, Content-Length: %s, Host: %s", t.Path, wire.MaxContentLength, t.HostHeader))
 	tlsFail := func(err error) Check {
 		if h != nil {
@@ -58,22 +57,21 @@ func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake
 		return fail(code, saw, cause,
 			"check the server's log: it may refuse this client (too many clients, client certificate), or something on the way cuts the connection")
 	}
-	if _, err := conn.Write(head); err != nil {
-		saw.Add("send", err)
-		return tlsFail(fmt.Errorf("send the IP-HTTPS request: %w", err)), nil
-	}
 	r := wire.NewReader(conn, readerSize)
-	resp, err := r.ReadResponse(maxHead)
+	resp, err := wire.Open(conn, r, t.Path, t.HostHeader, maxHead)
+	if errors.Is(err, wire.ErrRequest) {
+		saw.Add("send", err)
+		return tlsFail(err), nil
+	}
 	if err != nil {
 		var he *wire.HeadError
+		saw.Add("answer", err)
 		if errors.As(err, &he) {
-			saw.Add("answer", err)
 			return fail(winerr.NoData, saw,
 				fmt.Sprintf("the server's answer is not an HTTP response head (%s): this is not an IP-HTTPS server", he.Reason),
 				"check the URL's host and port"), nil
 		}
-		saw.Add("answer", err)
-		return tlsFail(fmt.Errorf("read the IP-HTTPS response: %w", err)), nil
+		return tlsFail(err), nil
 	}
 	saw.Add("status line", strings.TrimSpace(fmt.Sprintf("%s %d %s", resp.Proto, resp.Status, resp.Reason)))
 	for _, k := range []string{"Server", "Date", "Content-Length", "Transfer-Encoding", "Connection"} {
@@ -118,20 +116,6 @@ func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake
 // (the client has no address yet) to all routers.
 func routerSolicitation() ([]byte, error) {
 	return packet.BuildICMPv6(netip.IPv6Unspecified(), packet.AllRouters(), 255, &ndp.RouterSolicitation{})
-}
-
-// usablePrefix returns the prefix a client configures its address from:
-// the first /64 offered for autoconfiguration with a valid lifetime, as the
-// client's link engine takes it.
-func usablePrefix(ra *ndp.RouterAdvertisement) (*ndp.PrefixInformation, bool) {
-	for _, o := range ra.Options {
-		pi, ok := o.(*ndp.PrefixInformation)
-		if ok && pi.PrefixLength == 64 && pi.AutonomousAddressConfiguration && pi.ValidLifetime > 0 &&
-			pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
-			return pi, true
-		}
-	}
-	return nil, false
 }
 
 func lifetime(d time.Duration) string {
@@ -240,7 +224,7 @@ func checkRA(ctx context.Context, conn net.Conn, r *wire.Reader, timeout time.Du
 		ras++
 		last = ra
 		describeRA(&saw, packet.Src(pkt), ra)
-		if _, ok := usablePrefix(ra); ok {
+		if _, ok := packet.SLAACPrefix(ra); ok {
 			saw.Add("time to advertisement", took(time.Since(start)))
 			for _, o := range ra.Options {
 				if m, ok := o.(*ndp.MTU); ok && m.MTU < 1280 {

@@ -215,11 +215,11 @@ func (d *Dialer) Dial(ctx context.Context, id int) (_ *Session, err error) {
 	s.TLS = tls.VersionName(cs.Version) + " " + cs.CurveID.String()
 	s.conn = tc
 
-	if _, err := tc.Write(wire.AppendRequest(nil, d.cfg.Path, d.cfg.Host)); err != nil {
+	s.r = wire.NewReader(tc, wire.MaxPacket)
+	resp, err := wire.Open(tc, s.r, d.cfg.Path, d.cfg.Host, 0)
+	if errors.Is(err, wire.ErrRequest) {
 		return nil, &Error{PhaseRequest, err}
 	}
-	s.r = wire.NewReader(tc, wire.MaxPacket)
-	resp, err := s.r.ReadResponse(0)
 	if err != nil {
 		return nil, &Error{PhaseResponse, err}
 	}
@@ -284,26 +284,13 @@ func (s *Session) awaitRA() error {
 			s.UnsolicitedRAs++
 			continue
 		}
-		p, ok := slaacPrefix(ra)
+		pi, ok := packet.SLAACPrefix(ra)
 		if !ok {
 			return errors.New("the advertisement offers no /64 prefix for autoconfiguration")
 		}
-		s.Prefix = p
+		s.Prefix = netip.PrefixFrom(pi.Prefix, 64).Masked()
 		return nil
 	}
-}
-
-// slaacPrefix returns the first /64 an advertisement offers for
-// autoconfiguration.
-func slaacPrefix(ra *ndp.RouterAdvertisement) (netip.Prefix, bool) {
-	for _, o := range ra.Options {
-		pi, ok := o.(*ndp.PrefixInformation)
-		if ok && pi.AutonomousAddressConfiguration && pi.PrefixLength == 64 && pi.ValidLifetime > 0 &&
-			pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
-			return netip.PrefixFrom(pi.Prefix, 64).Masked(), true
-		}
-	}
-	return netip.Prefix{}, false
 }
 
 // Send writes one IPv6 packet to the server, bounded by the write timeout.

@@ -249,3 +249,18 @@ func withoutLinkLayerOptions(msg []byte, fixed int) ([]byte, int) {
 
 // isIPv6 reports whether a is an IPv6 address that is not IPv4-mapped.
 func isIPv6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+
+// SLAACPrefix returns the prefix a host of the link forms its address from:
+// the first Prefix Information option of ra offered for autonomous
+// configuration (RFC 4862 section 5.5.3) that is a /64 with a non-zero
+// valid lifetime and not link-local. The iphttps client, diagnose and the
+// load generator all take the prefix by this one rule.
+func SLAACPrefix(ra *ndp.RouterAdvertisement) (*ndp.PrefixInformation, bool) {
+	for _, o := range ra.Options {
+		if pi, ok := o.(*ndp.PrefixInformation); ok && pi.AutonomousAddressConfiguration &&
+			pi.PrefixLength == 64 && pi.ValidLifetime > 0 && pi.Prefix.Is6() && !pi.Prefix.IsLinkLocalUnicast() {
+			return pi, true
+		}
+	}
+	return nil, false
+}

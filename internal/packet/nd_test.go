@@ -352,3 +352,25 @@ func FuzzParseND(f *testing.F) {
 		}
 	})
 }
+
+func TestSLAACPrefix(t *testing.T) {
+	pio := func(p string, bits uint8, auto bool, valid time.Duration) *ndp.PrefixInformation {
+		return &ndp.PrefixInformation{Prefix: mustAddr(p), PrefixLength: bits, AutonomousAddressConfiguration: auto, ValidLifetime: valid}
+	}
+	ra := &ndp.RouterAdvertisement{Options: []ndp.Option{
+		ndp.NewMTU(1280),
+		pio("fe80::", 64, true, time.Hour),          // link-local
+		pio("2001:db8:1::", 48, true, time.Hour),    // not a /64
+		pio("2001:db8:2::", 64, false, time.Hour),   // not autonomous
+		pio("2001:db8:3::", 64, true, 0),            // withdrawn
+		pio("2001:db8:4::", 64, true, time.Hour),    // the one
+		pio("2001:db8:5::", 64, true, ndp.Infinity), // second usable: not taken
+	}}
+	pi, ok := SLAACPrefix(ra)
+	if !ok || pi.Prefix != mustAddr("2001:db8:4::") {
+		t.Fatalf("SLAACPrefix = %+v, %v", pi, ok)
+	}
+	if _, ok := SLAACPrefix(&ndp.RouterAdvertisement{Options: ra.Options[:5]}); ok {
+		t.Fatal("a prefix was taken from an advertisement offering none usable")
+	}
+}

@@ -1,6 +1,9 @@
 package wire
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -338,4 +341,28 @@ func isToken(s string) bool {
 // phrase: visible ASCII, SP, HTAB and obs-text; not controls or DEL.
 func isFieldByte(c byte) bool {
 	return c == '\t' || (c >= ' ' && c != 0x7f)
+}
+
+// Errors of Open, telling its two phases apart (errors.Is).
+var (
+	ErrRequest  = errors.New("send the IP-HTTPS request")
+	ErrResponse = errors.New("read the IP-HTTPS response")
+)
+
+// Open runs the client's side of the IP-HTTPS exchange ([MS-IPHTTPS]
+// 3.1.5.1): the POST for path and host written to w, then the server's
+// response head read from r, which then holds any packet bytes that
+// followed it. Every client of the protocol (iphttps client, diagnose, the
+// load generator) opens its connection through this one function; each
+// judges the answer itself. A failure wraps ErrRequest or ErrResponse and
+// the cause.
+func Open(w io.Writer, r *Reader, path, host string, maxHead int) (*Response, error) {
+	if _, err := w.Write(AppendRequest(nil, path, host)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRequest, err)
+	}
+	resp, err := r.ReadResponse(maxHead)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrResponse, err)
+	}
+	return resp, nil
 }
