@@ -103,6 +103,9 @@ or those given with --socket). The default layout is that of
 				return m
 			},
 			func(ifs []status.Interface) error { return status.WriteCounters(os.Stdout, ifs) }),
+		sub("teredo", "Teredo state of each daemon (layout of netsh interface teredo show state)",
+			func(ifs []status.Interface) any { return status.TeredoJSON(ifs) },
+			func(ifs []status.Interface) error { return status.WriteTeredo(os.Stdout, ifs) }),
 		sub("clients", "Clients connected to the local server(s)",
 			func(ifs []status.Interface) any { return clientsOf(ifs) },
 			func(ifs []status.Interface) error {
