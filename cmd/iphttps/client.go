@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -27,7 +28,7 @@ func newClientCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "client [URL]",
-		Short: "Connect to an IP-HTTPS server and keep the tunnel up",
+		Short: "Connect to an IP-HTTPS (or Teredo) server and keep the tunnel up",
 		Long: `Connect to an IP-HTTPS server and bring up a tunnel interface (TUN, MTU 1280). The client
 solicits the server's router advertisement, forms its address from the advertised /64 after
 duplicate address detection, and installs routes to the prefix, to every route the server
@@ -43,13 +44,20 @@ With --userspace no root, TUN device or route is needed: the link ends in an IPv
 the process, and applications reach the network behind the server through a local SOCKS5
 listener (--socks) and, if asked, an HTTP proxy listener (--http-proxy).
 
+With --teredo-server the client uses Teredo (IPv6 in UDP through NATs, RFC 4380) instead:
+it qualifies with the Teredo server (a DirectAccess server's first public IPv4 address, which
+is also the relay to the intranet), reports the NAT type as Windows does (iphttps show teredo),
+configures its 2001:0::/32 address, and routes 2001::/32 and the --route prefixes into the
+tunnel. A symmetric NAT is refused with the reason: IP-HTTPS is then the way through.
+
 On SIGHUP the configuration file is read again and the client reconnects with it (the
 interface name cannot change). On SIGINT or SIGTERM the interface, its addresses and routes
 are removed.`,
 		Example: `  iphttps client https://da.example.com/IPHTTPS
   iphttps client https://da.example.test/IPHTTPS --ca /etc/iphttps/ca.pem --route 2001:db8:c0::/48
   iphttps client --config /etc/iphttps/client.toml
-  iphttps client https://da.example.com/IPHTTPS --userspace --socks 127.0.0.1:1080`,
+  iphttps client https://da.example.com/IPHTTPS --userspace --socks 127.0.0.1:1080
+  iphttps client --teredo-server 203.0.113.10 --route 2001:db8:c0::/48`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flagged := cfg // the defaults and flags, before the file
@@ -75,11 +83,10 @@ are removed.`,
 			if err != nil {
 				return err
 			}
-			o, err := clientOptions(c)
+			o, err := clientOptions(c, log)
 			if err != nil {
 				return err
 			}
-			o.Log = log
 			var proxies *userspace.Proxies
 			userspaceMode := c.Userspace
 			if userspaceMode {
@@ -97,13 +104,12 @@ are removed.`,
 					c, err := resolve()
 					var o client.Options
 					if err == nil {
-						o, err = clientOptions(c)
+						o, err = clientOptions(c, log)
 					}
 					if err == nil && c.Userspace != userspaceMode {
 						err = fmt.Errorf("userspace mode cannot change on reload: restart the client")
 					}
 					if err == nil {
-						o.Log = log
 						err = cl.Reload(o)
 					}
 					if err != nil {
@@ -139,6 +145,7 @@ are removed.`,
 	f.StringVar(&cfg.HTTPProxy, "http-proxy", "", "userspace mode: HTTP proxy listener, CONNECT and http:// (loopback host:port; may equal --socks)")
 	f.StringSliceVar(&cfg.UserspaceDNS, "userspace-dns", nil, "userspace mode: name server reached through the tunnel, tried first for host names (repeatable)")
 	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
+	addTeredoClientFlags(f, &cfg)
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
 }
@@ -186,8 +193,9 @@ func startUserspace(cfg config.Client, o *client.Options) (*userspace.Proxies, e
 	return proxies, nil
 }
 
-func clientOptions(cfg config.Client) (client.Options, error) {
+func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) {
 	o := client.Options{
+		Log:                log,
 		Interface:          cfg.Interface,
 		AcceptDefaultRoute: cfg.AcceptDefaultRoute,
 		Backoff:            client.Backoff{Initial: cfg.ReconnectInitial, Max: cfg.ReconnectMax, Jitter: cfg.ReconnectJitter},
@@ -217,6 +225,18 @@ func clientOptions(cfg config.Client) (client.Options, error) {
 			return o, fmt.Errorf("route %q: not an IPv6 prefix", r)
 		}
 		o.Routes = append(o.Routes, p.Masked())
+	}
+	if cfg.TeredoServer != "" {
+		if cfg.URL != "" {
+			return o, fmt.Errorf("give either an IP-HTTPS URL or teredo_server (--teredo-server), not both: one client runs one transport")
+		}
+		t, err := teredoTransport(cfg, log)
+		if err != nil {
+			return o, err
+		}
+		o.Transport = t
+		o.Target = client.Target{URL: "teredo://" + cfg.TeredoServer}
+		return o, nil
 	}
 	if cfg.URL == "" {
 		return o, fmt.Errorf("no IP-HTTPS URL: give it as the argument or as url in the configuration file (e.g. https://da.example.com/IPHTTPS)")

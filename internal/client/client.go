@@ -184,7 +184,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() { c.host.Close(); <-upDone }()
 	ctx = runCtx
 
-	c.log.Info(c.o.Transport.Name()+" client starting", "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
+	c.log.Info("client starting", "transport", c.o.Transport.Name(), "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
 	kick := make(chan struct{}, 1)
 	go func() {
 		if err := watchNetwork(ctx, c.iface, kick); err != nil && ctx.Err() == nil {

@@ -122,6 +122,15 @@ type Client struct {
 	HTTPProxy          string        `toml:"http_proxy"`       // userspace: HTTP proxy listener
 	UserspaceDNS       []string      `toml:"userspace_dns"`    // userspace: name servers through the tunnel
 	UserspaceDirect    bool          `toml:"userspace_direct"` // userspace: other destinations connect directly
+	// Teredo instead of IP-HTTPS: the server (IPv4 address or name; ""
+	// IP-HTTPS), its second address (default the first plus one), the
+	// client's UDP port (0: random), the refresh interval, and
+	// documentation addresses counted as global (labs, tests).
+	TeredoServer          string        `toml:"teredo_server"`
+	TeredoSecondary       string        `toml:"teredo_secondary"`
+	TeredoClientPort      int           `toml:"teredo_client_port"`
+	TeredoRefreshInterval time.Duration `toml:"teredo_refresh_interval"`
+	TeredoLab             bool          `toml:"teredo_lab"`
 	Log
 }
 
@@ -143,7 +152,9 @@ func DefaultClient() Client {
 		Offload:            "auto",
 		Socks:              "127.0.0.1:1080",
 		UserspaceDirect:    true,
-		Log:                Log{Level: "info", Format: "text"},
+		// Windows' default Client Refresh Interval.
+		TeredoRefreshInterval: 30 * time.Second,
+		Log:                   Log{Level: "info", Format: "text"},
 	}
 }
 

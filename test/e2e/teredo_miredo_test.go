@@ -46,7 +46,7 @@ func newTeredoLab(t *testing.T, o lab.TeredoOptions) *lab.TeredoLab {
 	t.Logf("teredo lab up in %s", time.Since(start).Round(time.Millisecond))
 	names := []string{lab.MiredoServerName, lab.MiredoRelayName, lab.IPHTTPSServerName}
 	for i := 1; i <= tl.Clients(); i++ {
-		names = append(names, lab.MiredoClientName(i))
+		names = append(names, lab.MiredoClientName(i), lab.IPHTTPSClientName(i))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -1,0 +1,460 @@
+package client
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/teredo"
+	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/tundev"
+)
+
+// The data path: transmission (RFC 4380 section 5.2.4, with the direct
+// connectivity test of section 5.2.9) and reception (section 5.2.3).
+
+const (
+	// readBatch datagrams are read with one system call and their packets
+	// written to the host with one call.
+	readBatch = 32
+	// readBuf holds a datagram: the 1280-byte link MTU, the headers and
+	// room for trailers; anything larger is dropped (oversized).
+	readBuf = 2048
+	// maxRepliesPerSecond bounds the direct bubbles sent in answer to
+	// indirect bubbles.
+	maxRepliesPerSecond = 50
+	// echoLen is the ICMPv6 echo of a connectivity test: type, code,
+	// checksum, identifier and sequence (the nonce's first four bytes),
+	// then the 8-byte nonce as data.
+	echoLen = 16
+	// echoHopLimit is the connectivity test's hop limit.
+	echoHopLimit = 64
+)
+
+// sender carries the host's packets into the tunnel (client.Sender). Send
+// is called by one goroutine at a time.
+type sender struct {
+	s      *session
+	ms     []ipv4.Message
+	lastAP netip.AddrPort
+	lastUA *net.UDPAddr
+}
+
+// Send sends each packet by its destination: to a trusted peer's mapping;
+// for a Teredo destination, queued while bubbles open the way; for a
+// native destination, queued while an echo test through the server finds
+// the relay. sent counts the packets sent or queued.
+func (x *sender) Send(pkts [][]byte) (sent, nbytes int) {
+	s := x.s
+	c := &s.t.c
+	me := s.me.Load()
+	peers := s.peers.Load()
+	now := time.Now()
+	for _, p := range pkts {
+		if len(p) < packet.HeaderLen || packet.Version(p) != 6 || packet.HeaderLen+packet.PayloadLen(p) > len(p) {
+			c.drop(dropBadPacket, 1)
+			continue
+		}
+		p = p[:packet.HeaderLen+packet.PayloadLen(p)]
+		src, dst := packet.Src(p), packet.Dst(p)
+		if me == nil || src != me.addr {
+			c.drop(dropSourceNotOurs, 1)
+			continue
+		}
+		if dst.IsMulticast() || dst.IsLinkLocalUnicast() || dst.IsLoopback() || dst.IsUnspecified() {
+			c.drop(dropNotRoutable, 1)
+			continue
+		}
+		if m, ok := peers.Route(dst, now); ok {
+			x.add(p, m)
+			continue
+		}
+		if a, ok := teredo.ParseAddress(dst); ok {
+			if !teredo.IsGlobalUnicast(a.Mapped.Addr(), s.lab) {
+				c.drop(dropDstNotGlobal, 1)
+				continue
+			}
+			if !peers.Queue(dst, p, now) {
+				continue // counted by the peer list (queue_full)
+			}
+			c.add(&c.queued, 1)
+			sent, nbytes = sent+1, nbytes+len(p)
+			if peers.Bubble(dst, now) {
+				s.bubbles(me.addr, dst, a)
+			}
+			continue
+		}
+		if !peers.Queue(dst, p, now) {
+			continue
+		}
+		c.add(&c.queued, 1)
+		sent, nbytes = sent+1, nbytes+len(p)
+		if peers.Bubble(dst, now) {
+			s.echoTest(peers, me.addr, dst, now)
+		}
+	}
+	n, b := x.flush()
+	return sent + n, nbytes + b
+}
+
+// add queues p for the batch write to m.
+func (x *sender) add(p []byte, m netip.AddrPort) {
+	if m != x.lastAP || x.lastUA == nil {
+		x.lastAP, x.lastUA = m, net.UDPAddrFromAddrPort(m)
+	}
+	i := len(x.ms)
+	if i < cap(x.ms) {
+		x.ms = x.ms[:i+1]
+	} else {
+		x.ms = append(x.ms, ipv4.Message{Buffers: make([][]byte, 1)})
+	}
+	x.ms[i].Buffers[0], x.ms[i].Addr = p, x.lastUA
+}
+
+// flush writes the batch (sendmmsg) and forgets the packets.
+func (x *sender) flush() (sent, nbytes int) {
+	c := &x.s.t.c
+	for off := 0; off < len(x.ms); {
+		n, err := x.s.pc.WriteBatch(x.ms[off:], 0)
+		for _, m := range x.ms[off : off+n] {
+			sent++
+			nbytes += len(m.Buffers[0])
+		}
+		off += n
+		switch {
+		case err == nil && n == 0:
+			c.drop(dropSendFailed, len(x.ms)-off)
+			off = len(x.ms)
+		case errors.Is(err, net.ErrClosed):
+			c.drop(dropSessionClosed, len(x.ms)-off)
+			off = len(x.ms)
+		case err != nil:
+			c.drop(dropSendFailed, 1) // the message at off failed; go on with the next
+			off++
+		}
+	}
+	for i := range x.ms {
+		x.ms[i].Buffers[0], x.ms[i].Addr = nil, nil
+	}
+	x.ms = x.ms[:0]
+	c.add(&c.pktsUp, sent)
+	c.add(&c.bytesUp, nbytes)
+	c.add(&c.datagramsOut, sent)
+	return sent, nbytes
+}
+
+// write sends one datagram.
+func (s *session) write(b []byte, to netip.AddrPort) bool {
+	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			s.t.c.drop(dropSessionClosed, 1)
+		} else {
+			s.t.c.drop(dropSendFailed, 1)
+		}
+		return false
+	}
+	s.t.c.add(&s.t.c.datagramsOut, 1)
+	return true
+}
+
+// bubbles opens the way to the Teredo peer dst (RFC 4380 section 5.2.4
+// case 5): a direct bubble to its mapping opens our NAT towards it, an
+// indirect one through its server makes it answer.
+func (s *session) bubbles(src, dst netip.Addr, a teredo.Address) {
+	var buf [teredo.BubbleLen]byte
+	b := teredo.AppendBubble(buf[:0], src, dst)
+	if s.write(b, a.Mapped) {
+		s.t.c.add(&s.t.c.bubblesOut, 1)
+	}
+	if teredo.IsGlobalUnicast(a.Server, s.lab) && s.write(b, netip.AddrPortFrom(a.Server, teredo.Port)) {
+		s.t.c.add(&s.t.c.bubblesOut, 1)
+	}
+}
+
+// echoTest sends the direct connectivity test for the native destination
+// dst (RFC 4380 section 5.2.9): an echo request carrying a random nonce,
+// through our server; the relay that answers with the nonce becomes dst's
+// mapping. A test in progress is repeated with its nonce.
+func (s *session) echoTest(peers *peer.List, src, dst netip.Addr, now time.Time) {
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	if !peers.StartTest(dst, nonce, now) {
+		e, _ := peers.Lookup(dst)
+		nonce = e.Nonce
+	}
+	var buf [packet.HeaderLen + echoLen]byte
+	b := teredo.AppendIPv6Header(buf[:0], packet.ProtoICMPv6, echoLen, echoHopLimit, src, dst)
+	b = append(b, packet.TypeEchoRequest, 0, 0, 0, nonce[0], nonce[1], nonce[2], nonce[3])
+	b = append(b, nonce[:]...)
+	packet.SetICMPv6Checksum(b)
+	if s.write(b, s.primary) {
+		s.t.c.add(&s.t.c.echoTests, 1)
+	}
+}
+
+// replyLimiter bounds the answers to indirect bubbles per second; used by
+// the reader goroutine only.
+type replyLimiter struct {
+	second int64
+	n      int
+}
+
+func (r *replyLimiter) allow(now time.Time) bool {
+	if sec := now.Unix(); sec != r.second {
+		r.second, r.n = sec, 0
+	}
+	if r.n >= maxRepliesPerSecond {
+		return false
+	}
+	r.n++
+	return true
+}
+
+// read receives datagrams until the socket is closed, delivering packets
+// to the host in batches.
+func (s *session) read() error {
+	c := &s.t.c
+	ms := make([]ipv4.Message, readBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, readBuf)}
+	}
+	w := tundev.NewWriter(s.l.Host(), readBatch)
+	for {
+		n, err := s.pc.ReadBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		pkts, nbytes := 0, 0
+		for i := range n {
+			m := &ms[i]
+			c.add(&c.datagramsIn, 1)
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				c.drop(dropMalformed, 1)
+				continue
+			}
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				c.drop(dropOversized, 1)
+				continue
+			}
+			from := ua.AddrPort()
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			if p := s.handle(m.Buffers[0][:m.N], from, now); p != nil {
+				w.Add(p) // the batch never fills: it holds readBatch packets
+				pkts, nbytes = pkts+1, nbytes+len(p)
+			}
+		}
+		if pkts == 0 {
+			continue
+		}
+		if err := w.Flush(); err != nil {
+			c.drop(dropHostWrite, pkts)
+			s.log.Debug("teredo: cannot write to the host", "err", err)
+			continue
+		}
+		c.add(&c.pktsDown, pkts)
+		c.add(&c.bytesDown, nbytes)
+		s.l.Received(pkts, nbytes)
+	}
+}
+
+// handle applies the reception rules to a datagram from from; it returns
+// the IPv6 packet to deliver to the host, or nil.
+func (s *session) handle(b []byte, from netip.AddrPort, now time.Time) []byte {
+	c := &s.t.c
+	fromServer := from == s.primary || from == s.secondary
+	if !fromServer && !teredo.IsGlobalUnicast(from.Addr(), s.lab) {
+		c.drop(dropSourceNotGlobal, 1)
+		return nil
+	}
+	d, err := teredo.Parse(b)
+	if err != nil {
+		c.drop(dropMalformed, 1)
+		return nil
+	}
+	if fromServer && d.HasAuth {
+		select {
+		case s.ras <- datagram{b: bytes.Clone(b), from: from, at: now}:
+		default:
+			c.drop(dropRAQueueFull, 1)
+		}
+		return nil
+	}
+	me := s.me.Load()
+	if me == nil {
+		c.drop(dropNotQualified, 1)
+		return nil
+	}
+	if fromServer {
+		return s.fromServer(d, from, me, now)
+	}
+	if d.HasAuth || d.HasOrigin {
+		c.drop(dropUnexpectedHdr, 1)
+		return nil
+	}
+	p := d.IPv6
+	src, dst := packet.Src(p), packet.Dst(p)
+	if dst != me.addr {
+		c.drop(dropWrongDst, 1)
+		return nil
+	}
+	bubble := teredo.IsBubble(p)
+	if src.IsLinkLocalUnicast() {
+		// Miredo's bubbles come from a link-local address: nothing to
+		// deliver; anything else from one is refused (no injected ND).
+		if bubble {
+			c.add(&c.bubblesIn, 1)
+			return nil
+		}
+		c.drop(dropLinkLocal, 1)
+		return nil
+	}
+	peers := s.peers.Load()
+	if a, ok := teredo.ParseAddress(src); ok {
+		if a.Mapped != from {
+			c.drop(dropMappingMismatch, 1)
+			return nil
+		}
+		// The mapping in the address is the one the packet came from: the
+		// peer is proved (section 5.2.3 case 3).
+		s.flush(peers.Heard(src, from, now), from)
+		return s.accept(p, bubble)
+	}
+	if s.echoReply(peers, p, src, from, now) {
+		return nil
+	}
+	if peers.Received(src, from, now) {
+		return s.accept(p, bubble)
+	}
+	c.drop(dropUntrusted, 1)
+	return nil
+}
+
+// fromServer handles a datagram from a server address that is not an
+// advertisement: an indirect bubble (with an origin indication) or a
+// packet the server relayed for a native host (the server of a
+// DirectAccess server is also its relay, and relays from its primary
+// address).
+func (s *session) fromServer(d teredo.Datagram, from netip.AddrPort, me *identity, now time.Time) []byte {
+	c := &s.t.c
+	if from != s.primary {
+		c.drop(dropNotFromPrimary, 1)
+		return nil
+	}
+	s.lastServer.Store(now.UnixNano())
+	p := d.IPv6
+	src, dst := packet.Src(p), packet.Dst(p)
+	if dst != me.addr {
+		c.drop(dropWrongDst, 1)
+		return nil
+	}
+	bubble := teredo.IsBubble(p)
+	if d.HasOrigin {
+		// A peer's packet relayed by the server: answer with a direct
+		// bubble to its origin, source and destination swapped, which opens
+		// our NAT to it (and is what Miredo expects).
+		if teredo.IsGlobalUnicast(d.Origin.Addr(), s.lab) {
+			s.replyBubble(me.addr, src, d.Origin, now)
+		} else {
+			c.drop(dropSourceNotGlobal, 1)
+		}
+		if bubble {
+			c.add(&c.bubblesIn, 1)
+			return nil
+		}
+		// The server passes small ICMPv6 messages between Teredo peers,
+		// having checked the source's mapping.
+		if a, ok := teredo.ParseAddress(src); ok && a.Mapped == d.Origin && packet.NextHeader(p) == packet.ProtoICMPv6 {
+			return p
+		}
+		c.drop(dropRelayed, 1)
+		return nil
+	}
+	if src.IsLinkLocalUnicast() {
+		c.drop(dropLinkLocal, 1)
+		return nil
+	}
+	if a, ok := teredo.ParseAddress(src); ok {
+		// A server that left out the origin: the mapping in the source
+		// stands for it, for a bubble.
+		if bubble && teredo.IsGlobalUnicast(a.Mapped.Addr(), s.lab) {
+			s.replyBubble(me.addr, src, a.Mapped, now)
+			c.add(&c.bubblesIn, 1)
+			return nil
+		}
+		c.drop(dropTeredoViaServer, 1)
+		return nil
+	}
+	// A native host's packet relayed by our server: the server is that
+	// host's relay.
+	peers := s.peers.Load()
+	if s.echoReply(peers, p, src, from, now) {
+		return nil
+	}
+	s.flush(peers.Heard(src, from, now), from)
+	return s.accept(p, bubble)
+}
+
+// accept returns p for delivery, or nil for a bubble (counted).
+func (s *session) accept(p []byte, bubble bool) []byte {
+	if bubble {
+		s.t.c.add(&s.t.c.bubblesIn, 1)
+		return nil
+	}
+	return p
+}
+
+// replyBubble sends a direct bubble from src to dst at to.
+func (s *session) replyBubble(src, dst netip.Addr, to netip.AddrPort, now time.Time) {
+	if !s.replies.allow(now) {
+		s.t.c.drop(dropReplyLimited, 1)
+		return
+	}
+	var buf [teredo.BubbleLen]byte
+	if s.write(teredo.AppendBubble(buf[:0], src, dst), to) {
+		s.t.c.add(&s.t.c.bubbleReplies, 1)
+	}
+}
+
+// echoReply reports whether p answers the connectivity test running for
+// src (strictly: an echo reply of exactly the test's size, identifier,
+// sequence and nonce, with a correct checksum); if so the UDP source
+// becomes src's trusted mapping and the packets queued for src go to it.
+func (s *session) echoReply(peers *peer.List, p []byte, src netip.Addr, from netip.AddrPort, now time.Time) bool {
+	if len(p) != packet.HeaderLen+echoLen || packet.NextHeader(p) != packet.ProtoICMPv6 ||
+		p[packet.HeaderLen] != packet.TypeEchoReply || p[packet.HeaderLen+1] != 0 {
+		return false
+	}
+	e, ok := peers.Lookup(src)
+	if !ok || !e.Testing {
+		return false
+	}
+	body := p[packet.HeaderLen+4:]
+	if !bytes.Equal(body[:4], e.Nonce[:4]) || !bytes.Equal(body[4:], e.Nonce[:]) || !packet.VerifyICMPv6Checksum(p) {
+		return false
+	}
+	s.t.c.add(&s.t.c.echoPassed, 1)
+	s.flush(peers.Heard(src, from, now), from)
+	return true
+}
+
+// flush sends the packets that waited for a peer's mapping.
+func (s *session) flush(q [][]byte, to netip.AddrPort) {
+	for _, p := range q {
+		if s.write(p, to) {
+			s.t.c.add(&s.t.c.pktsUp, 1)
+			s.t.c.add(&s.t.c.bytesUp, len(p))
+		}
+	}
+}
