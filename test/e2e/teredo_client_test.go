@@ -184,3 +184,31 @@ func waitTeredoServer(t *testing.T, tl *lab.TeredoLab) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestTeredoUserspace: the rootless mode over Teredo: no TUN device, the
+// in-process IPv6 stack, and an application reaching the intranet web
+// server through the client's SOCKS5 listener (the relay's echo test
+// included).
+func TestTeredoUserspace(t *testing.T) {
+	tl := newTeredoLab(t, lab.TeredoOptions{Prefix: "iptu-", Clients: 1, Binary: requireLab(t)})
+	if err := tl.StartIPHTTPSServer("--self-signed", lab.ServerName, "--prefix", lab.LinkPrefix,
+		"--route", lab.IntranetPrefix, "--listen", lab.TeredoServerIPv4+":443"); err != nil {
+		t.Fatal(err)
+	}
+	waitTeredoServer(t, tl)
+	st := startTeredoClient(t, tl, 1, "qualified", "--userspace", "--socks", "127.0.0.1:1080")
+	qualifiedTeredoAddr(t, tl, 1, st, lab.TeredoServerIPv4)
+	if st.Device != "userspace" {
+		t.Errorf("device %q, want userspace", st.Device)
+	}
+	if out, err := tl.Exec(tl.ClientNS(1), "ip", "-6", "addr", "show", "scope", "global"); err != nil || strings.Contains(string(out), "2001:0:") {
+		t.Errorf("the kernel got a Teredo address in userspace mode: %v\n%s", err, out)
+	}
+	host := lab.TeredoIntranetHost
+	start := time.Now()
+	out, err := tl.Exec(tl.ClientNS(1), "curl", "-sS", "--max-time", "15", "--socks5-hostname", "127.0.0.1:1080", "-g", "http://["+host+"]/")
+	if err != nil || len(out) == 0 {
+		t.Fatalf("fetching http://[%s]/ through the SOCKS5 listener: %v\n%s", host, err, out)
+	}
+	t.Logf("fetched %d bytes from http://[%s]/ through SOCKS5 over Teredo in %s", len(out), host, time.Since(start).Round(time.Millisecond))
+}
