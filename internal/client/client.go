@@ -214,11 +214,21 @@ func (c *Client) Run(ctx context.Context) error {
 		default:
 		}
 		reload := c.reloadChan()
-		// A reload ends the current attempt; the loop then reconnects with it.
+		// A reload ends the current attempt; the loop then reconnects with
+		// it. So does a network change for a transport that asks for it
+		// (Teredo: the NAT mapping may have changed with the network).
+		var changes <-chan struct{}
+		if r, ok := c.o.Transport.(interface{ RequalifyOnNetworkChange() bool }); ok && r.RequalifyOnNetworkChange() {
+			changes = kick
+		}
+		var changed atomic.Bool
 		sctx, endSession := context.WithCancel(ctx)
 		go func() {
 			select {
 			case <-reload:
+				endSession()
+			case <-changes:
+				changed.Store(true)
 				endSession()
 			case <-sctx.Done():
 			}
@@ -234,6 +244,13 @@ func (c *Client) Run(ctx context.Context) error {
 			break
 		}
 		if c.reloadPending() {
+			continue
+		}
+		if changed.Load() {
+			c.log.Info("the network changed: connecting again", "transport", c.o.Transport.Name())
+			if !sleep(ctx, networkSettle) {
+				break
+			}
 			continue
 		}
 		c.fail(err)

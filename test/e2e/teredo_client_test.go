@@ -212,3 +212,42 @@ func TestTeredoUserspace(t *testing.T) {
 	}
 	t.Logf("fetched %d bytes from http://[%s]/ through SOCKS5 over Teredo in %s", len(out), host, time.Since(start).Round(time.Millisecond))
 }
+
+// TestTeredoNetworkChange: a change of the client's network (a new
+// address on its interface, as when it joins another network) makes the
+// iphttps Teredo client qualify again at once instead of at its next
+// refresh, and traffic to the intranet goes on.
+func TestTeredoNetworkChange(t *testing.T) {
+	tl := newTeredoLab(t, lab.TeredoOptions{Prefix: "iptw-", Clients: 1, Binary: requireLab(t)})
+	if err := tl.StartIPHTTPSServer("--self-signed", lab.ServerName, "--prefix", lab.LinkPrefix,
+		"--route", lab.IntranetPrefix, "--listen", lab.TeredoServerIPv4+":443"); err != nil {
+		t.Fatal(err)
+	}
+	waitTeredoServer(t, tl)
+	startTeredoClient(t, tl, 1, "qualified")
+	host := netip.MustParseAddr(lab.TeredoIntranetHost)
+	teredoPing(t, tl, tl.ClientNS(1), host)
+	before, err := teredoClientStatus(context.Background(), tl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	if out, err := tl.Exec(tl.ClientNS(1), "ip", "addr", "add", "10.1.0.77/24", "dev", "to-nat"); err != nil {
+		t.Fatalf("new address: %v\n%s", err, out)
+	}
+	var after status.Interface
+	for {
+		after, err = teredoClientStatus(context.Background(), tl, 1)
+		if err == nil && after.Counters["teredo/qualifications"] > before.Counters["teredo/qualifications"] &&
+			after.TeredoClient.State == "qualified" {
+			break
+		}
+		if time.Since(changed) > 5*time.Second {
+			t.Fatalf("no new qualification 5 s after the network changed (qualifications %d -> %d, state %+v)",
+				before.Counters["teredo/qualifications"], after.Counters["teredo/qualifications"], after.TeredoClient)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("qualified again %s after the network changed (the refresh would have come after 22-30 s)", time.Since(changed).Round(time.Millisecond))
+	teredoPing(t, tl, tl.ClientNS(1), host)
+}

@@ -270,6 +270,11 @@ func (t *Transport) clientPort() string {
 	return "unspecified"
 }
 
+// RequalifyOnNetworkChange asks the host side to end the session and
+// qualify again at once when the network changes: the NAT mapping, and
+// with it the Teredo address, may have changed.
+func (t *Transport) RequalifyOnNetworkChange() bool { return true }
+
 // Connect qualifies with the server and, once qualified, carries packets
 // until ctx ends or the server is lost (client.Transport).
 func (t *Transport) Connect(ctx context.Context, l hostside.Link) (up bool, err error) {
