@@ -156,7 +156,8 @@ func (s *Server) startTeredo() error {
 	}
 	t, err := teredosrv.New(teredosrv.Options{
 		Primary: s.o.Teredo.Primary, Secondary: s.o.Teredo.Secondary, Lab: s.o.Teredo.Lab,
-		Serves: serves, ToHost: s.teredoToHost, Log: s.log.With("transport", "teredo"),
+		Serves: serves, Log: s.log.With("transport", "teredo"),
+		NewHostWriter: func() teredosrv.PacketWriter { return tundev.NewWriter(s.dev, 128) },
 	})
 	if err != nil {
 		return err
@@ -166,15 +167,6 @@ func (s *Server) startTeredo() error {
 		return winerr.New(winerr.InstallFailure, fmt.Errorf("route the Teredo prefix %v to %s: %w", teredo.Prefix, s.o.Interface, err))
 	}
 	return nil
-}
-
-// teredoToHost writes a Teredo client's packet to the TUN device.
-func (s *Server) teredoToHost(pkt []byte) {
-	w := s.writers.Get().(*tundev.Writer)
-	if err := w.Add(pkt); err != nil {
-		s.c.tunWriteErrors.Add(1)
-	}
-	s.flush(w)
 }
 
 func portOf(hostport string) string {
@@ -364,6 +356,9 @@ func (s *Server) readHost(ctx context.Context) error {
 				continue
 			}
 			s.router.FromHost(p)
+		}
+		if s.teredo != nil {
+			s.teredo.FlushHost()
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {

@@ -113,7 +113,11 @@ func (x *sender) add(p []byte, m netip.AddrPort) {
 	if i < cap(x.ms) {
 		x.ms = x.ms[:i+1]
 	} else {
-		x.ms = append(x.ms, ipv4.Message{Buffers: make([][]byte, 1)})
+		x.ms = append(x.ms, ipv4.Message{})
+	}
+	if len(x.ms[i].Buffers) == 0 {
+		// A message of the spare capacity that was never used.
+		x.ms[i].Buffers = make([][]byte, 1)
 	}
 	x.ms[i].Buffers[0], x.ms[i].Addr = p, x.lastUA
 }

@@ -164,8 +164,8 @@ func (f *fixture) startServer() {
 		var err error
 		f.server, err = server.New(server.Options{
 			Primary: primary, Lab: true, Serves: []netip.Prefix{intranet},
-			ToHost: f.fromRelay,
-			Log:    slog.New(slog.DiscardHandler),
+			NewHostWriter: func() server.PacketWriter { return relayHost{f} },
+			Log:           slog.New(slog.DiscardHandler),
 		})
 		return err
 	})
@@ -181,6 +181,12 @@ func (f *fixture) startServer() {
 	})
 }
 
+// relayHost is the server's host side as a PacketWriter.
+type relayHost struct{ f *fixture }
+
+func (h relayHost) Add(p []byte) error { h.f.fromRelay(p); return nil }
+func (h relayHost) Flush() error       { return nil }
+
 // fromRelay is the server's host: it keeps what the relay hands it and,
 // as the intranet host, answers echo requests through the relay.
 func (f *fixture) fromRelay(p []byte) {
@@ -190,6 +196,7 @@ func (f *fixture) fromRelay(p []byte) {
 	if f.answerPings.Load() && packet.Dst(p) == intranetHost {
 		if typ, ok := packet.ICMPv6Type(p); ok && typ == packet.TypeEchoRequest {
 			f.server.FromHost(echo(packet.Dst(p), packet.Src(p), packet.TypeEchoReply, p[packet.HeaderLen+4:]))
+			f.server.FlushHost()
 		}
 	}
 }

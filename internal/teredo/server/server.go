@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/ipv4"
+
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/teredo"
@@ -43,14 +45,41 @@ type Options struct {
 	// packets to (the intranet routes and the server's own prefixes);
 	// anything else is dropped (egress filter).
 	Serves []netip.Prefix
-	// ToHost receives the packets of Teredo clients for the intranet; it
-	// is called from the socket readers, one goroutine per socket, and
-	// must not keep pkt.
-	ToHost func(pkt []byte)
+	// NewHostWriter makes, for each socket reader, the writer that takes
+	// Teredo clients' packets to the host (the TUN device): Add copies a
+	// packet into a batch, Flush writes the batch (after each batch of
+	// datagrams, so the device can coalesce segments).
+	NewHostWriter func() PacketWriter
 	// MaxPeers bounds the relay's peer list (0: peer.DefaultMaxPeers).
 	MaxPeers int
 	Log      *slog.Logger
 }
+
+// hostBatch is a socket reader's writer to the host and whether it holds
+// packets not yet written.
+type hostBatch struct {
+	w       PacketWriter
+	pending bool
+}
+
+// PacketWriter gathers packets and writes them in one go (tundev.Writer).
+type PacketWriter interface {
+	Add(pkt []byte) error
+	Flush() error
+}
+
+// Socket buffer sizes: room for bursts of several hundred datagrams, so a
+// flood or a burst of bulk traffic does not make the kernel drop honest
+// datagrams before the reader gets to them.
+const socketBuffer = 1 << 20
+
+// readBatch is how many datagrams one receive call (recvmmsg) takes;
+// datagramBuf is the buffer for each: a 1280-byte packet with its headers,
+// with room to spare (a longer datagram is counted as truncated).
+const (
+	readBatch   = 64
+	datagramBuf = 2048
+)
 
 // Server is a running Teredo server and relay.
 type Server struct {
@@ -64,6 +93,13 @@ type Server struct {
 	c        counters
 	clientMu sync.Mutex
 	clients  map[netip.AddrPort]*qualified // by mapping
+	pcs      [2]*ipv4.PacketConn           // the sockets, for batched I/O
+	outMu    sync.Mutex
+	out      []ipv4.Message // FromHost's batch, sent by FlushHost
+	outAP    netip.AddrPort // the last destination queued, and
+	outUA    *net.UDPAddr   // its address, shared by the messages to it
+	// expired is when expireClients last scanned the table.
+	expired time.Time
 }
 
 // qualified is a client that solicited this server.
@@ -74,10 +110,14 @@ type qualified struct {
 }
 
 // maxQualified bounds the table of solicitations shown in `show clients`;
-// entries older than qualifiedExpiry go first.
+// entries older than qualifiedExpiry go first. The table is scanned for
+// them at most once per expiryScanGap: a scan of a full table takes about
+// a millisecond, so a flood of solicitations from new mappings against a
+// full table must not cost one each.
 const (
 	maxQualified    = 65536
 	qualifiedExpiry = 2 * time.Minute
+	expiryScanGap   = time.Second
 )
 
 // New checks the addresses and binds UDP port 3544 on both. An address
@@ -125,6 +165,10 @@ func New(o Options) (*Server, error) {
 			return nil, winerr.Errorf(winerr.Classify(err), "teredo: cannot listen on %v:%d: %v", a, teredo.Port, err)
 		}
 		s.conns[i] = c
+		s.pcs[i] = ipv4.NewPacketConn(c)
+		// Best effort: the kernel caps these at net.core.{r,w}mem_max.
+		c.SetReadBuffer(socketBuffer)
+		c.SetWriteBuffer(socketBuffer)
 	}
 	return s, nil
 }
@@ -167,19 +211,43 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// read handles the datagrams of one socket.
+// read handles the datagrams of one socket, a batch per receive call; the
+// packets for the host leave in one write per batch.
 func (s *Server) read(i int) error {
-	buf := make([]byte, 65536)
-	var oob [0]byte
+	ms := make([]ipv4.Message, readBatch)
+	for j := range ms {
+		ms[j].Buffers = [][]byte{make([]byte, datagramBuf)}
+	}
+	var w hostBatch
+	if s.o.NewHostWriter != nil {
+		w.w = s.o.NewHostWriter()
+	}
 	for {
-		n, _, _, src, err := s.conns[i].ReadMsgUDPAddrPort(buf, oob[:])
+		n, err := s.pcs[i].ReadBatch(ms, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		s.handle(i, buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()))
+		for _, m := range ms[:n] {
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			if m.N > datagramBuf || m.Flags&syscall.MSG_TRUNC != 0 {
+				s.c.drop(dropTruncated)
+				continue
+			}
+			src := ua.AddrPort()
+			s.handle(i, m.Buffers[0][:m.N], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), &w)
+		}
+		if w.pending {
+			w.pending = false
+			if err := w.w.Flush(); err != nil {
+				s.c.drop(dropHostWrite)
+			}
+		}
 	}
 }
 
@@ -199,6 +267,8 @@ const (
 	dropQueueFull     = "queue_full"
 	dropBubbleLimited = "bubble_rate_limited"
 	dropSendFailed    = "send_failed"
+	dropTruncated     = "truncated"
+	dropHostWrite     = "host_write_failed"
 )
 
 // maxForwardedICMPv6 is the largest ICMPv6 payload the server passes
@@ -208,7 +278,7 @@ const maxForwardedICMPv6 = 88
 
 // handle applies the server and relay rules to one datagram that arrived
 // on socket i from src.
-func (s *Server) handle(i int, b []byte, src netip.AddrPort) {
+func (s *Server) handle(i int, b []byte, src netip.AddrPort, w *hostBatch) {
 	s.c.datagrams.Add(1)
 	if !teredo.IsGlobalUnicast(src.Addr(), s.o.Lab) {
 		s.c.drop(dropSourceGlobal)
@@ -261,7 +331,7 @@ func (s *Server) handle(i int, b []byte, src netip.AddrPort) {
 		s.betweenClients(a, d, src)
 		return
 	}
-	s.fromClient(from, p, src)
+	s.fromClient(from, p, src, w)
 }
 
 // solicited answers a router solicitation (RFC 4380 section 5.3.2): from
@@ -335,7 +405,7 @@ func (s *Server) forward(to teredo.Address, p []byte, src netip.AddrPort, withOr
 // fromClient relays a Teredo client's packet for a native destination to
 // the host (RFC 4380 section 5.4.2): the mapping was checked, so the peer
 // is trusted; the destination must be one the relay serves.
-func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort) {
+func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort, w *hostBatch) {
 	now := time.Now()
 	if !s.peers.Received(from, src, now) {
 		for _, q := range s.peers.Heard(from, src, now) {
@@ -353,8 +423,11 @@ func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort) {
 	}
 	s.c.toHost.Add(1)
 	s.c.toHostBytes.Add(uint64(len(p)))
-	if s.o.ToHost != nil {
-		s.o.ToHost(p)
+	if w.w != nil {
+		if err := w.w.Add(p); err != nil {
+			s.c.drop(dropHostWrite)
+		}
+		w.pending = true
 	}
 }
 
@@ -369,7 +442,10 @@ func (s *Server) serves(a netip.Addr) bool {
 
 // FromHost relays a packet the host routed to a Teredo address (RFC 4380
 // section 5.4.1). It reports false when the destination is not a Teredo
-// address (the packet is someone else's to handle).
+// address (the packet is someone else's to handle). Packets for trusted
+// peers are gathered and sent by FlushHost in one system call (sendmmsg):
+// p must stay valid until then (the host's reader calls FlushHost at the
+// end of each batch it read).
 func (s *Server) FromHost(p []byte) bool {
 	to := packet.Dst(p)
 	a, ok := teredo.ParseAddress(to)
@@ -383,14 +459,14 @@ func (s *Server) FromHost(p []byte) bool {
 	}
 	now := time.Now()
 	if m, ok := s.peers.Route(to, now); ok {
-		s.send(0, p, m)
+		s.queueOut(p, m)
 		return true
 	}
 	if a.Server == s.o.Primary {
 		// This server's client refreshes its NAT mapping towards the
 		// primary address every 30 s, so the mapping in its address
 		// lets packets from here in.
-		s.send(0, p, a.Mapped)
+		s.queueOut(p, a.Mapped)
 		return true
 	}
 	// Another server's client: queue, and open its NAT with a bubble sent
@@ -406,6 +482,44 @@ func (s *Server) FromHost(p []byte) bool {
 	s.c.bubblesOut.Add(1)
 	s.send(0, teredo.AppendBubble(buf[:0], packet.Src(p), to), netip.AddrPortFrom(a.Server, teredo.Port))
 	return true
+}
+
+// queueOut adds p for to to FromHost's batch.
+func (s *Server) queueOut(p []byte, to netip.AddrPort) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	i := len(s.out)
+	if i < cap(s.out) {
+		s.out = s.out[:i+1]
+	} else {
+		s.out = append(s.out, ipv4.Message{})
+	}
+	if len(s.out[i].Buffers) == 0 {
+		s.out[i].Buffers = make([][]byte, 1)
+	}
+	if to != s.outAP || s.outUA == nil {
+		s.outAP, s.outUA = to, net.UDPAddrFromAddrPort(to)
+	}
+	s.out[i].Buffers[0], s.out[i].Addr = p, s.outUA
+}
+
+// FlushHost sends the packets FromHost gathered.
+func (s *Server) FlushHost() {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	for off := 0; off < len(s.out); {
+		n, err := s.pcs[0].WriteBatch(s.out[off:], 0)
+		s.c.sent.Add(uint64(n))
+		off += n
+		if err != nil || n == 0 {
+			s.c.drop(dropSendFailed) // the message at off failed; go on with the next
+			off++
+		}
+	}
+	for i := range s.out {
+		s.out[i].Buffers[0], s.out[i].Addr = nil, nil
+	}
+	s.out = s.out[:0]
 }
 
 func (s *Server) send(i int, b []byte, to netip.AddrPort) {
@@ -439,8 +553,13 @@ func (s *Server) noteClient(mapping netip.AddrPort, cone bool) {
 }
 
 // expireClients forgets clients that have not solicited for
-// qualifiedExpiry. Called with clientMu held.
+// qualifiedExpiry, at most once per expiryScanGap. Called with clientMu
+// held.
 func (s *Server) expireClients(now time.Time) {
+	if now.Sub(s.expired) < expiryScanGap {
+		return
+	}
+	s.expired = now
 	for m, q := range s.clients {
 		if now.Sub(q.last) > qualifiedExpiry {
 			delete(s.clients, m)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/teredo"
+	"github.com/iphttps/iphttps/internal/teredo/peer"
 	"github.com/iphttps/iphttps/internal/testenv/netnstest"
 )
 
@@ -52,10 +53,12 @@ func newFixture(t *testing.T) (*fixture, func(ap string) *net.UDPConn) {
 		var err error
 		f.srv, err = New(Options{
 			Primary: primary, Lab: true, Serves: []netip.Prefix{intranet},
-			ToHost: func(p []byte) {
-				f.mu.Lock()
-				f.toHost = append(f.toHost, append([]byte(nil), p...))
-				f.mu.Unlock()
+			NewHostWriter: func() PacketWriter {
+				return funcWriter(func(p []byte) {
+					f.mu.Lock()
+					f.toHost = append(f.toHost, append([]byte(nil), p...))
+					f.mu.Unlock()
+				})
 			},
 			Log: slog.New(slog.DiscardHandler),
 		})
@@ -77,6 +80,12 @@ func newFixture(t *testing.T) (*fixture, func(ap string) *net.UDPConn) {
 	}
 	return f, sock
 }
+
+// funcWriter is a PacketWriter handing each packet to a function.
+type funcWriter func([]byte)
+
+func (w funcWriter) Add(p []byte) error { w(p); return nil }
+func (w funcWriter) Flush() error       { return nil }
 
 // waitCounter waits until the server's counter name reaches want.
 func (f *fixture) waitCounter(name string, want uint64) {
@@ -175,6 +184,7 @@ func TestServerAndRelay(t *testing.T) {
 	if !f.srv.FromHost(ipv6(host, addrA, 16)) {
 		t.Fatal("FromHost refused a Teredo destination")
 	}
+	f.srv.FlushHost()
 	d, from := recv(t, a)
 	if from != netip.AddrPortFrom(primary, teredo.Port) || packet.Dst(d.IPv6) != addrA || d.HasOrigin {
 		t.Fatalf("relayed reply %+v from %v", d.Header, from)
@@ -276,4 +286,52 @@ func TestBindErrors(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClientTableFull: a full client table refuses new mappings (counted)
+// without scanning itself for each one, and still forgets stale entries.
+// Scanning per solicitation made a full table cost about 1.5 ms per
+// solicitation from a new mapping: a few hundred a second kept the socket
+// reader busy and honest clients' datagrams were dropped by the kernel
+// (TestTeredoHostile's RS flood).
+func TestClientTableFull(t *testing.T) {
+	s := &Server{clients: map[netip.AddrPort]*qualified{}, peers: peer.New(0, 0)}
+	mapping := func(net byte, i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, net, byte(i >> 16)}), uint16(i))
+	}
+	for i := range maxQualified {
+		s.noteClient(mapping(100, i), false)
+	}
+	const extra = 2000
+	start := time.Now()
+	for i := range extra {
+		s.noteClient(mapping(101, i), false)
+	}
+	took := time.Since(start)
+	if n := s.Counters()["drop_client_table_full"]; n != extra || len(s.clients) != maxQualified {
+		t.Fatalf("full table: %d refused, %d entries; want %d, %d", n, len(s.clients), extra, maxQualified)
+	}
+	// A scan per refusal took over 2 s here; a scan per second, a few ms.
+	if took > 500*time.Millisecond {
+		t.Errorf("%d solicitations against a full table took %s: the table is scanned for each", extra, took)
+	}
+	t.Logf("%d solicitations against a full table of %d in %s", extra, maxQualified, took)
+
+	// Stale entries still go: once the scan gap has passed, a new mapping
+	// takes the place of expired ones.
+	s.clientMu.Lock()
+	stale := 0
+	for _, q := range s.clients {
+		if stale == 10 {
+			break
+		}
+		q.last = q.last.Add(-qualifiedExpiry - time.Second)
+		stale++
+	}
+	s.expired = s.expired.Add(-expiryScanGap)
+	s.clientMu.Unlock()
+	s.noteClient(mapping(102, 1), false)
+	if _, ok := s.clients[mapping(102, 1)]; !ok || len(s.clients) != maxQualified-stale+1 {
+		t.Fatalf("after expiry: new mapping kept %v, %d entries; want %d", ok, len(s.clients), maxQualified-stale+1)
+	}
 }
