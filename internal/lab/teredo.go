@@ -140,6 +140,8 @@ const (
 	TeredoRoleCorp   = "corp"
 	TeredoRoleRelay  = "trel"
 	TeredoRoleV6Host = "v6host"
+	// TeredoRoleAttacker is the hostile host AddAttacker adds.
+	TeredoRoleAttacker = "tatk"
 )
 
 // Names of the Teredo lab's processes (their logs are LogFile(name)).
@@ -173,7 +175,7 @@ func teredoNATInsideIPv4(i int) string { return fmt.Sprintf("10.%d.0.1", i) }
 
 // teredoRoleRE matches the roles of the Teredo lab; stale clean-up only
 // touches prefix+role names.
-var teredoRoleRE = regexp.MustCompile(`^(inet|corp|tsrv|trel|v6host|tnat[0-9]+|tcli[0-9]+)$`)
+var teredoRoleRE = regexp.MustCompile(`^(inet|corp|tsrv|trel|v6host|tatk|tnat[0-9]+|tcli[0-9]+)$`)
 
 // IsTeredoLabNamespace reports whether name is a Teredo lab namespace of
 // prefix.
@@ -760,6 +762,60 @@ func (t *TeredoLab) StartIPHTTPSClient(i int, extra ...string) error {
 		return fmt.Errorf("teredo lab: no client %d", i)
 	}
 	return t.Start(IPHTTPSClientName(i), t.ClientNS(i), append(t.IPHTTPSClientArgs(i), extra...)...)
+}
+
+// The attacker of the hostile tests (AddAttacker): a host on the Internet
+// with no NAT in front of it.
+const (
+	// TeredoAttackerIPv4 is the attacker's address, on a point-to-point
+	// link to inet (peer TeredoNATGateway).
+	TeredoAttackerIPv4 = "198.51.100.66"
+	// TeredoAttackerNet is routed to the attacker by inet and local to it
+	// as a whole (an AnyIP route): it may bind, send from and receive at
+	// any address in it, e.g. to play another Teredo server.
+	TeredoAttackerNet = "192.0.2.0/24"
+	// TeredoAttackerPrivateNet is a private network inet also routes to
+	// the attacker: a source a Teredo server must refuse as not global
+	// reaches the server from there.
+	TeredoAttackerPrivateNet = "10.66.0.0/24"
+)
+
+// AddAttacker adds the attacker's namespace (prefix+TeredoRoleAttacker),
+// attached to inet: TeredoAttackerIPv4 with a default route to inet,
+// TeredoAttackerNet local to it and, like TeredoAttackerPrivateNet, routed
+// to it by inet. Neither inet nor the attacker validates source addresses
+// (rp_filter 0): a raw socket there reaches the Teredo server with any
+// source. It returns the namespace; Down removes it.
+func (t *TeredoLab) AddAttacker(ctx context.Context) (string, error) {
+	inet, atk := t.NS(TeredoRoleInet), t.NS(TeredoRoleAttacker)
+	toAtk := "to-" + TeredoRoleAttacker
+	if err := t.addNetns(ctx, atk); err != nil {
+		return "", fmt.Errorf("teredo lab: attacker: %w", err)
+	}
+	steps := []func() error{
+		func() error { return AddVeth(ctx, inet, toAtk, atk, vethToInet) },
+		func() error { return addPeer(ctx, inet, toAtk, TeredoNATGateway, TeredoAttackerIPv4) },
+		func() error { return addPeer(ctx, atk, vethToInet, TeredoAttackerIPv4, TeredoNATGateway) },
+		func() error { return AddRoute(ctx, atk, "default", TeredoNATGateway) },
+		func() error { return AddRoute(ctx, inet, TeredoAttackerNet, TeredoAttackerIPv4) },
+		func() error { return AddRoute(ctx, inet, TeredoAttackerPrivateNet, TeredoAttackerIPv4) },
+		func() error {
+			return ip(ctx, "-n", atk, "route", "add", "local", TeredoAttackerNet, "dev", "lo")
+		},
+	}
+	for _, end := range [][2]string{{inet, toAtk}, {atk, vethToInet}} {
+		for _, dev := range []string{"all", "default", end[1]} {
+			steps = append(steps, func() error { return SetSysctl(end[0], "net.ipv4.conf."+dev+".rp_filter", "0") })
+		}
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return "", fmt.Errorf("teredo lab: attacker: %w", err)
+		}
+	}
+	t.log.Info("attacker added", "namespace", atk, "address", TeredoAttackerIPv4,
+		"routed", []string{TeredoAttackerNet, TeredoAttackerPrivateNet})
+	return atk, nil
 }
 
 // poll calls check every 50 ms until it returns true, for at most timeout

@@ -25,7 +25,7 @@ func TestTeredoLabAddresses(t *testing.T) {
 		want bool
 	}{
 		{"iptm-tsrv", true}, {"iptm-tcli12", true}, {"iptm-tnat3", true}, {"iptm-v6host", true},
-		{"iptm-inet", true}, {"iptm-trel", true}, {"iptm-corp", true},
+		{"iptm-inet", true}, {"iptm-trel", true}, {"iptm-corp", true}, {"iptm-tatk", true},
 		{"iptm-edge", false}, {"iptm-cli1", false}, {"iptm-tclix", false}, {"iptmx-tsrv", false}, {"tsrv", false},
 	} {
 		if got := IsTeredoLabNamespace("iptm-", c.name); got != c.want {
