@@ -33,6 +33,10 @@ const (
 const (
 	DefaultMaxPeers   = 65536
 	DefaultQueueBytes = 4096 // per peer, while its mapping is not trusted
+	// DefaultTotalQueueBytes bounds what all peers queue together: without
+	// it a flood towards many peers that never answer could hold
+	// DefaultMaxPeers x DefaultQueueBytes (256 MiB).
+	DefaultTotalQueueBytes = 16 << 20
 )
 
 // Peer is one peer's entry. Its fields are read under the list's lock, so
@@ -66,6 +70,7 @@ type List struct {
 	lru        list.List // of *Peer, most recently used first
 	max        int
 	queueBytes int
+	queued     int // bytes queued by all peers
 	st         Stats
 }
 
@@ -123,6 +128,7 @@ func (l *List) Heard(src netip.Addr, mapping netip.AddrPort, now time.Time) [][]
 	p.Mapping, p.Trusted, p.LastRX, p.Testing = mapping, true, now, false
 	p.bubbles = 0
 	q := p.queue
+	l.queued -= p.queued
 	p.queue, p.queued = nil, 0
 	return q
 }
@@ -147,12 +153,13 @@ func (l *List) Queue(dst netip.Addr, pkt []byte, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := l.get(dst, now)
-	if p.queued+len(pkt) > l.queueBytes {
+	if p.queued+len(pkt) > l.queueBytes || l.queued+len(pkt) > DefaultTotalQueueBytes {
 		l.st.QueueDrops++
 		return false
 	}
 	p.queue = append(p.queue, append([]byte(nil), pkt...))
 	p.queued += len(pkt)
+	l.queued += len(pkt)
 	return true
 }
 
@@ -249,4 +256,5 @@ func (l *List) get(addr netip.Addr, now time.Time) *Peer {
 func (l *List) remove(p *Peer) {
 	l.lru.Remove(p.elem)
 	delete(l.peers, p.Addr)
+	l.queued -= p.queued
 }

@@ -100,3 +100,26 @@ func TestRouteDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestTotalQueueBound: all peers together queue at most
+// DefaultTotalQueueBytes, and what leaves (trust, eviction) frees room.
+func TestTotalQueueBound(t *testing.T) {
+	l := New(0, 0)
+	now := time.Unix(1000, 0)
+	pkt := make([]byte, 1000)
+	kept := 0
+	for i := range DefaultTotalQueueBytes/1000 + 100 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+		if l.Queue(a, pkt, now) {
+			kept++
+		}
+	}
+	if kept != DefaultTotalQueueBytes/1000 || l.Stats().QueueDrops != 100+uint64(DefaultTotalQueueBytes/1000-kept) {
+		t.Fatalf("kept %d packets of 1000 bytes, want %d; stats %+v", kept, DefaultTotalQueueBytes/1000, l.Stats())
+	}
+	first := netip.AddrFrom16([16]byte{0x20, 0x01, 15: 0})
+	l.Heard(first, m1, now)
+	if !l.Queue(p1, pkt, now) {
+		t.Fatal("a trusted peer's flushed queue did not free its room")
+	}
+}
