@@ -28,6 +28,10 @@ func rowName(sec string) string {
 		return "**iphttps**"
 	case SecOcserv:
 		return "ocserv CSTP"
+	case SecTeredo:
+		return "**iphttps Teredo**"
+	case SecMiredo:
+		return "Miredo (Teredo)"
 	}
 	return sec
 }

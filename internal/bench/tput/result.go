@@ -18,10 +18,12 @@ const (
 	SecTLS     = "tls"     // one TLS 1.3 stream, Go crypto/tls
 	SecIPHTTPS = "iphttps" // the iphttps tunnel
 	SecOcserv  = "ocserv"  // ocserv + openconnect, CSTP (TLS over TCP) only
+	SecTeredo  = "teredo"  // iphttps' Teredo client and server+relay
+	SecMiredo  = "miredo"  // Miredo's Teredo client, server and relay
 )
 
 // AllSections lists the sections in running order.
-var AllSections = []string{SecVeth, SecTLS, SecIPHTTPS, SecOcserv}
+var AllSections = []string{SecVeth, SecTLS, SecIPHTTPS, SecOcserv, SecTeredo, SecMiredo}
 
 // Kinds of measurement.
 const (
@@ -210,6 +212,8 @@ type Ratio struct {
 const (
 	TargetTLSPct      = 40.0      // single stream ≥ 40% of the single TLS stream
 	TargetVsOcserv    = 5.0       // single stream ≥ 5× ocserv CSTP
+	TargetVsMiredo    = 2.0       // Teredo single stream ≥ 2× Miredo client -> Miredo relay
+	TargetTeredoVsTLS = 1.5       // Teredo single stream ≥ 1.5× the IP-HTTPS tunnel
 	TargetLoadedPing  = 1.0 / 3.0 // ping under load ≤ 1/3 of ocserv's
 	TargetIdleRTTMsUp = 0.2       // idle RTT overhead over the veth ≤ 0.2 ms
 )
@@ -275,6 +279,25 @@ func Ratios(ss []Summary) []Ratio {
 			r.Valid, r.Value = true, ip.PingAvgMs/oc.PingAvgMs
 			r.Met = met(r.Value <= TargetLoadedPing)
 			r.Detail = fmt.Sprintf("%.3f / %.3f ms avg", ip.PingAvgMs, oc.PingAvgMs)
+		}
+		out = append(out, r)
+	}
+	for _, dir := range []string{"fwd", "rev"} {
+		te, ok1 := find(ss, stream(SecTeredo, 1, dir))
+		mi, ok2 := find(ss, stream(SecMiredo, 1, dir))
+		r := Ratio{Name: "iphttps Teredo / Miredo, 1 stream " + dir, Unit: "x", Target: fmt.Sprintf("≥ %.0fx", TargetVsMiredo)}
+		if ok1 && ok2 && mi.Mbps > 0 {
+			r.Valid, r.Value = true, te.Mbps/mi.Mbps
+			r.Met = met(r.Value >= TargetVsMiredo)
+			r.Detail = fmt.Sprintf("%.0f / %.0f Mbit/s", te.Mbps, mi.Mbps)
+		}
+		out = append(out, r)
+		ip, ok3 := find(ss, stream(SecIPHTTPS, 1, dir))
+		r = Ratio{Name: "iphttps Teredo / iphttps IP-HTTPS, 1 stream " + dir, Unit: "x", Target: fmt.Sprintf("≥ %.1fx", TargetTeredoVsTLS)}
+		if ok1 && ok3 && ip.Mbps > 0 {
+			r.Valid, r.Value = true, te.Mbps/ip.Mbps
+			r.Met = met(r.Value >= TargetTeredoVsTLS)
+			r.Detail = fmt.Sprintf("%.0f / %.0f Mbit/s", te.Mbps, ip.Mbps)
 		}
 		out = append(out, r)
 	}

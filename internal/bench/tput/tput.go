@@ -86,7 +86,7 @@ func (o Options) smoke() Options {
 	o.Time = 2 * time.Second
 	var secs []string
 	for _, s := range o.Sections {
-		if s != SecOcserv {
+		if s != SecOcserv && s != SecMiredo { // the peers: measured in full runs only
 			secs = append(secs, s)
 		}
 	}
@@ -252,6 +252,10 @@ func (b *bench) runAll(ctx context.Context) {
 				b.runIPHTTPS(ctx, run)
 			case SecOcserv:
 				b.runOcserv(ctx, run)
+			case SecTeredo:
+				b.runTeredo(ctx, run)
+			case SecMiredo:
+				b.runMiredo(ctx, run)
 			}
 		}
 	}

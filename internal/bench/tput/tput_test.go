@@ -46,6 +46,10 @@ func measurements() []Measurement {
 		add(run, SecOcserv, KindIperf, 1, "rev", 700, 3.0)
 		add(run, SecOcserv, KindIperf, 4, "fwd", 1000, 0)
 		add(run, SecOcserv, KindIperf, 4, "rev", 1000, 0)
+		add(run, SecTeredo, KindIperf, 1, "fwd", 1400, 1.5)
+		add(run, SecTeredo, KindIperf, 1, "rev", 1200, 1.5)
+		add(run, SecMiredo, KindIperf, 1, "fwd", 600, 2.0)
+		add(run, SecMiredo, KindIperf, 1, "rev", 700, 2.0)
 	}
 	return ms
 }
@@ -57,7 +61,7 @@ func TestSummarize(t *testing.T) {
 	ms[3].Quiet = netbench.Quiet{Busy: 150}
 	ms[3].Drops = map[string]uint64{"client drop_x": 2}
 	ss := Summarize(ms)
-	if len(ss) != 14 {
+	if len(ss) != 18 {
 		t.Fatalf("%d summaries", len(ss))
 	}
 	if ss[0].Key() != "veth/ping" || ss[1].Key() != "veth/iperf3/P4/fwd" {
@@ -117,8 +121,12 @@ func TestRatios(t *testing.T) {
 	check("idle RTT overhead of iphttps over the veth", 0.15, &yes)
 	check("idle RTT overhead of ocserv CSTP over the veth", 0.25, nil)
 
+	check("iphttps Teredo / Miredo, 1 stream fwd", 1400.0/600, &yes)
+	check("iphttps Teredo / Miredo, 1 stream rev", 1200.0/700, &no)
+	check("iphttps Teredo / iphttps IP-HTTPS, 1 stream fwd", 1400.0/4000, &no)
+
 	unmet := Unmet(rs)
-	if len(unmet) != 3 || !strings.Contains(unmet[0], "38%") {
+	if len(unmet) != 6 || !strings.Contains(unmet[0], "38%") {
 		t.Fatalf("unmet %q", unmet)
 	}
 
@@ -134,7 +142,7 @@ func TestRatios(t *testing.T) {
 			t.Errorf("%s judged without ocserv", r.Name)
 		}
 	}
-	if u := Unmet(Ratios(Summarize(noOc))); len(u) != 5 || !strings.HasSuffix(u[2], "not measured") {
+	if u := Unmet(Ratios(Summarize(noOc))); len(u) != 8 || !strings.HasSuffix(u[2], "not measured") {
 		t.Errorf("unmet without ocserv %q", u)
 	}
 }
@@ -163,7 +171,8 @@ func TestMarkdown(t *testing.T) {
 		"| iphttps 1 stream fwd / TLS stream ceiling | 50% | 4000 / 8000 Mbit/s | ≥ 40% | **yes** |",
 		"| iphttps / ocserv CSTP, 1 stream fwd | 8.00x | 4000 / 500 Mbit/s | ≥ 5x | **yes** |",
 		"| idle RTT overhead of iphttps over the veth | +0.150 ms | 0.200 - 0.050 ms avg | ≤ 0.2 ms | **yes** |",
-		"Targets met: 4 of 7.",
+		"Targets met: 5 of 11.",
+		"| iphttps Teredo / Miredo, 1 stream fwd | 2.33x | 1400 / 600 Mbit/s | ≥ 2x | **yes** |",
 		"- TLS of TLS stream: TLS 1.3 TLS_AES_128_GCM_SHA256, server key ECDSA P-256",
 		"- MTU: veth 1500, iphttps 1280",
 		"- iphttps run 1: client dev tx_dropped +3",
@@ -253,12 +262,12 @@ func TestLoadedPingPlan(t *testing.T) {
 
 func TestSmokeOptions(t *testing.T) {
 	o := Options{Runs: 3, Time: 10 * time.Second, Sections: AllSections}.smoke()
-	if o.Runs != 1 || o.Time != 2*time.Second || len(o.Sections) != 3 {
+	if o.Runs != 1 || o.Time != 2*time.Second || len(o.Sections) != 4 {
 		t.Fatalf("smoke options %+v", o)
 	}
 	for _, s := range o.Sections {
-		if s == SecOcserv {
-			t.Fatal("smoke runs ocserv")
+		if s == SecOcserv || s == SecMiredo {
+			t.Fatal("smoke runs a peer:", s)
 		}
 	}
 }
