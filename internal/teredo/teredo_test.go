@@ -269,3 +269,40 @@ func TestNoAllocations(t *testing.T) {
 		t.Errorf("%v allocations per run", n)
 	}
 }
+
+// The per-packet operations, for `go test -bench . -benchmem`: each must
+// report 0 allocs/op.
+
+func BenchmarkParse(b *testing.B) {
+	pkt := AppendOrigin(nil, ap("192.0.2.1:3544"))
+	pkt = AppendIPv6Header(pkt, 6, 1200, 64, addr("2001:0:c633:640a::1"), addr("2001:db8:c0::10"))
+	pkt = append(pkt, make([]byte, 1200)...)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		if _, err := Parse(pkt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAddress(b *testing.B) {
+	a := addr("2001:0:4136:e378:8000:63bf:3fff:fdd2")
+	b.ReportAllocs()
+	for b.Loop() {
+		p, ok := ParseAddress(a)
+		if !ok || p.IPv6() != a {
+			b.Fatal("round trip")
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	out := make([]byte, 0, 64)
+	src, dst := addr("2001:0:c633:640a::1"), addr("2001:0:c633:640a::2")
+	b.ReportAllocs()
+	for b.Loop() {
+		out = AppendOrigin(out[:0], ap("192.0.2.1:3544"))
+		out = AppendBubble(out, src, dst)
+	}
+}

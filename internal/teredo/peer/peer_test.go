@@ -123,3 +123,19 @@ func TestTotalQueueBound(t *testing.T) {
 		t.Fatal("a trusted peer's flushed queue did not free its room")
 	}
 }
+
+func BenchmarkRoute(b *testing.B) {
+	l := New(0, 0)
+	now := time.Now()
+	for i := range 10000 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+		l.Heard(a, m1, now)
+	}
+	dst := netip.AddrFrom16([16]byte{0x20, 0x01, 14: 0x13, 15: 0x88}) // peer 5000
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := l.Route(dst, now); !ok {
+			b.Fatal("no route")
+		}
+	}
+}
