@@ -237,7 +237,7 @@ func TestTeredoHostile(t *testing.T) {
 		}}
 	flood.run(t, srv, atk)
 
-	peerFlood(t, tl, srv, atk, srvPID)
+	expected["drop_queue_full"] += peerFlood(t, tl, srv, atk, srvPID)
 	rssBefore := rssKiB(t, srvPID)
 	expected["drop_client_table_full"] += rsFlood(t, srv, atk)
 	t.Logf("RS flood: server RSS %d -> %d KiB", rssBefore, rssKiB(t, srvPID))
@@ -336,8 +336,9 @@ func (k teredoKind) run(t *testing.T, srv teredoServer, atk *teredoAttacker) {
 // teredoPeerFloodN Teredo addresses of another server. The relay queues
 // each and opens its NAT with one bubble through that server; its peer
 // list must stay at its bound (peer.DefaultMaxPeers), forgetting the least
-// recently used, and the server's memory is measured.
-func peerFlood(t *testing.T, tl *lab.TeredoLab, srv teredoServer, atk *teredoAttacker, pid int) {
+// recently used, and the server's memory is measured. It returns how many
+// packets the queue budget refused.
+func peerFlood(t *testing.T, tl *lab.TeredoLab, srv teredoServer, atk *teredoAttacker, pid int) (queueFull uint64) {
 	t.Helper()
 	corp := tl.NS(lab.TeredoRoleCorp)
 	var c *net.UDPConn
@@ -397,24 +398,39 @@ func peerFlood(t *testing.T, tl *lab.TeredoLab, srv teredoServer, atk *teredoAtt
 		t.Errorf("peer flood: peers_evicted moved by %d, want %d to %d (%d peers before, %d destinations, bound %d, %d packets from clients meanwhile)",
 			ev, minEvicted, minEvicted+slack, before["peers"], teredoPeerFloodN, peer.DefaultMaxPeers, slack)
 	}
+	// The peers together queue at most peer.DefaultTotalQueueBytes: the
+	// packets beyond it are dropped (queue_full), their bubbles still go.
+	// Evicted peers free their room, so a few more fit than the budget's
+	// first fill.
+	pktLen := uint64(packet.HeaderLen + 8 + teredoPeerPayload)
+	fit := uint64(peer.DefaultTotalQueueBytes) / pktLen
+	maxFull, minFull := uint64(teredoPeerFloodN)-fit, uint64(teredoPeerFloodN)-fit-d("peers_evicted")
 	for name := range union(before, after) {
+		if name == "drop_queue_full" {
+			if n := d(name); n < minFull || n > maxFull {
+				t.Errorf("peer flood: drop_queue_full moved by %d, want %d to %d (the %d-byte queue budget holds %d packets)",
+					n, minFull, maxFull, peer.DefaultTotalQueueBytes, fit)
+			}
+			continue
+		}
 		if strings.HasPrefix(name, "drop_") && d(name) != 0 {
 			t.Errorf("peer flood: %s moved by %d", name, d(name))
 		}
 	}
-	// One full packet queued per peer, and the entry: at most the queue
-	// budget per peer (4 KiB, peer.DefaultQueueBytes) would be 256 MiB; one
-	// packet each must stay well under twice what they hold (the Go
-	// heap's headroom).
-	held := uint64(peer.DefaultMaxPeers) * (teredo.MTU + 512) / 1024
+	// The entries and at most the queue budget: without the budget the
+	// peers could hold 4 KiB each (peer.DefaultQueueBytes), 256 MiB; the
+	// growth must stay well under twice what they hold (the Go heap's
+	// headroom).
+	held := (uint64(peer.DefaultMaxPeers)*512 + peer.DefaultTotalQueueBytes) / 1024
 	grew := int64(rssAfter) - int64(rssBefore)
 	if grew > int64(2*held) {
 		t.Errorf("peer flood: the server's RSS grew by %d KiB, more than twice the %d KiB its %d peers hold", grew, held, peer.DefaultMaxPeers)
 	}
-	t.Logf("peer flood: %d destinations of %s in %s: bubbles_sent +%d, packets_from_host +%d, peers %d -> %d, peers_evicted +%d (%d to %d allowed), no drops; other server got %d bubbles; server RSS %d -> %d KiB (%+d KiB, %.0f bytes per peer)",
+	t.Logf("peer flood: %d destinations of %s in %s: bubbles_sent +%d, packets_from_host +%d, peers %d -> %d, peers_evicted +%d (%d to %d allowed), drop_queue_full +%d (budget %d packets), no other drops; other server got %d bubbles; server RSS %d -> %d KiB (%+d KiB, %.0f bytes per peer)",
 		teredoPeerFloodN, teredoOtherServer, took.Round(time.Millisecond), d("bubbles_sent"), d("packets_from_host"),
-		before["peers"], after["peers"], d("peers_evicted"), minEvicted, minEvicted+slack, atk.otherBubbleCount(),
+		before["peers"], after["peers"], d("peers_evicted"), minEvicted, minEvicted+slack, d("drop_queue_full"), fit, atk.otherBubbleCount(),
 		rssBefore, rssAfter, grew, float64(grew*1024)/float64(peer.DefaultMaxPeers))
+	return d("drop_queue_full")
 }
 
 // rsFlood sends teredoRSFloodN router solicitations, each from a mapping

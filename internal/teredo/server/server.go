@@ -471,9 +471,10 @@ func (s *Server) FromHost(p []byte) bool {
 	}
 	// Another server's client: queue, and open its NAT with a bubble sent
 	// through its server (RFC 4380 section 5.4.1 case 3).
-	if !s.peers.Queue(to, p, now) {
-		return true // counted by the peer list
-	}
+	// A packet the queue budget cannot hold is dropped (counted by the
+	// peer list), but the bubble still goes: it opens the way for the
+	// packets that follow.
+	s.peers.Queue(to, p, now)
 	if !s.peers.Bubble(to, now) {
 		s.c.drop(dropBubbleLimited)
 		return true
