@@ -54,6 +54,9 @@ type counters struct {
 func (c *counters) add(v *atomic.Uint64, n int) { v.Add(uint64(n)) }
 
 func (c *counters) drop(reason string, n int) {
+	if n == 0 {
+		return
+	}
 	c.mu.Lock()
 	if c.drops == nil {
 		c.drops = map[string]uint64{}

@@ -14,6 +14,7 @@ import (
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/tundev"
 )
 
@@ -41,10 +42,8 @@ const (
 // sender carries the host's packets into the tunnel (client.Sender). Send
 // is called by one goroutine at a time.
 type sender struct {
-	s      *session
-	ms     []ipv4.Message
-	lastAP netip.AddrPort
-	lastUA *net.UDPAddr
+	s     *session
+	batch udpbatch.Batch
 }
 
 // Send sends each packet by its destination: to a trusted peer's mapping;
@@ -105,53 +104,18 @@ func (x *sender) Send(pkts [][]byte) (sent, nbytes int) {
 }
 
 // add queues p for the batch write to m.
-func (x *sender) add(p []byte, m netip.AddrPort) {
-	if m != x.lastAP || x.lastUA == nil {
-		x.lastAP, x.lastUA = m, net.UDPAddrFromAddrPort(m)
-	}
-	i := len(x.ms)
-	if i < cap(x.ms) {
-		x.ms = x.ms[:i+1]
-	} else {
-		x.ms = append(x.ms, ipv4.Message{})
-	}
-	if len(x.ms[i].Buffers) == 0 {
-		// A message of the spare capacity that was never used.
-		x.ms[i].Buffers = make([][]byte, 1)
-	}
-	x.ms[i].Buffers[0], x.ms[i].Addr = p, x.lastUA
-}
+func (x *sender) add(p []byte, m netip.AddrPort) { x.batch.Add(p, m) }
 
 // flush writes the batch (sendmmsg) and forgets the packets.
 func (x *sender) flush() (sent, nbytes int) {
 	c := &x.s.t.c
-	for off := 0; off < len(x.ms); {
-		n, err := x.s.pc.WriteBatch(x.ms[off:], 0)
-		for _, m := range x.ms[off : off+n] {
-			sent++
-			nbytes += len(m.Buffers[0])
-		}
-		off += n
-		switch {
-		case err == nil && n == 0:
-			c.drop(dropSendFailed, len(x.ms)-off)
-			off = len(x.ms)
-		case errors.Is(err, net.ErrClosed):
-			c.drop(dropSessionClosed, len(x.ms)-off)
-			off = len(x.ms)
-		case err != nil:
-			c.drop(dropSendFailed, 1) // the message at off failed; go on with the next
-			off++
-		}
-	}
-	for i := range x.ms {
-		x.ms[i].Buffers[0], x.ms[i].Addr = nil, nil
-	}
-	x.ms = x.ms[:0]
-	c.add(&c.pktsUp, sent)
-	c.add(&c.bytesUp, nbytes)
-	c.add(&c.datagramsOut, sent)
-	return sent, nbytes
+	r := x.batch.Send(x.s.pc)
+	c.drop(dropSendFailed, r.Failed)
+	c.drop(dropSessionClosed, r.Closed)
+	c.add(&c.pktsUp, r.Sent)
+	c.add(&c.bytesUp, r.Bytes)
+	c.add(&c.datagramsOut, r.Sent)
+	return r.Sent, r.Bytes
 }
 
 // write sends one datagram.

@@ -30,6 +30,7 @@ import (
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
@@ -95,9 +96,7 @@ type Server struct {
 	clients  map[netip.AddrPort]*qualified // by mapping
 	pcs      [2]*ipv4.PacketConn           // the sockets, for batched I/O
 	outMu    sync.Mutex
-	out      []ipv4.Message // FromHost's batch, sent by FlushHost
-	outAP    netip.AddrPort // the last destination queued, and
-	outUA    *net.UDPAddr   // its address, shared by the messages to it
+	out      udpbatch.Batch // FromHost's datagrams, sent by FlushHost
 	// expired is when expireClients last scanned the table.
 	expired time.Time
 }
@@ -488,39 +487,19 @@ func (s *Server) FromHost(p []byte) bool {
 // queueOut adds p for to to FromHost's batch.
 func (s *Server) queueOut(p []byte, to netip.AddrPort) {
 	s.outMu.Lock()
-	defer s.outMu.Unlock()
-	i := len(s.out)
-	if i < cap(s.out) {
-		s.out = s.out[:i+1]
-	} else {
-		s.out = append(s.out, ipv4.Message{})
-	}
-	if len(s.out[i].Buffers) == 0 {
-		s.out[i].Buffers = make([][]byte, 1)
-	}
-	if to != s.outAP || s.outUA == nil {
-		s.outAP, s.outUA = to, net.UDPAddrFromAddrPort(to)
-	}
-	s.out[i].Buffers[0], s.out[i].Addr = p, s.outUA
+	s.out.Add(p, to)
+	s.outMu.Unlock()
 }
 
 // FlushHost sends the packets FromHost gathered.
 func (s *Server) FlushHost() {
 	s.outMu.Lock()
-	defer s.outMu.Unlock()
-	for off := 0; off < len(s.out); {
-		n, err := s.pcs[0].WriteBatch(s.out[off:], 0)
-		s.c.sent.Add(uint64(n))
-		off += n
-		if err != nil || n == 0 {
-			s.c.drop(dropSendFailed) // the message at off failed; go on with the next
-			off++
-		}
+	r := s.out.Send(s.pcs[0])
+	s.outMu.Unlock()
+	s.c.sent.Add(uint64(r.Sent))
+	for range r.Failed + r.Closed {
+		s.c.drop(dropSendFailed)
 	}
-	for i := range s.out {
-		s.out[i].Buffers[0], s.out[i].Addr = nil, nil
-	}
-	s.out = s.out[:0]
 }
 
 func (s *Server) send(i int, b []byte, to netip.AddrPort) {
