@@ -14,8 +14,8 @@ import (
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
-	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/tundev"
+	"github.com/iphttps/iphttps/internal/udpbatch"
 )
 
 // The data path: transmission (RFC 4380 section 5.2.4, with the direct
