@@ -183,14 +183,17 @@ func TestProxyAuth(t *testing.T) {
 	url := startProxy(t, l, lab.ProxyOptions{Auth: true})
 	good := writeCredentials(t, l, "good.credentials", lab.ProxyUser+":"+lab.ProxyPassword)
 	bad := writeCredentials(t, l, "bad.credentials", lab.ProxyUser+":wrong")
+	// The clients with the right password first: squid checks the
+	// concurrent logins of one user name with one helper lookup, so a
+	// wrong password sent at the same moment could fail the right one.
 	startProxyClient(t, l, 1, nil, "--proxy", url, "--proxy-credentials", good)
-	startProxyClient(t, l, 2, nil, "--proxy", url, "--proxy-credentials", bad)
 	startProxyClient(t, l, 3, []string{"HTTPS_PROXY=http://" + lab.ProxyUser + ":" + lab.ProxyPassword + "@" + lab.ProxyAddr + ":3128"})
-	startProxyClient(t, l, 4, nil, "--proxy", url)
-
 	t.Run("CredentialsFile", func(t *testing.T) { waitProxyActive(t, l, 1, url) })
-	t.Run("WrongCredentials", func(t *testing.T) { waitFailure(t, l, 2, codeNoData, "407") })
 	t.Run("Environment", func(t *testing.T) { waitProxyActive(t, l, 3, url) })
+
+	startProxyClient(t, l, 2, nil, "--proxy", url, "--proxy-credentials", bad)
+	startProxyClient(t, l, 4, nil, "--proxy", url)
+	t.Run("WrongCredentials", func(t *testing.T) { waitFailure(t, l, 2, codeNoData, "407") })
 	t.Run("NoCredentials", func(t *testing.T) { waitFailure(t, l, 4, codeNoData, "407") })
 	t.Run("AccessLog", func(t *testing.T) {
 		for _, i := range []int{1, 3} {
