@@ -1,6 +1,6 @@
 // Package diagnose is the IP-HTTPS troubleshooter behind `iphttps diagnose
 // URL`: the checks a Windows administrator makes by hand with the
-// knowledge-base articles (windows-behaviour.md §5.6), run in order, each
+// knowledge-base articles, run in order, each
 // mapped to the code Windows would report.
 //
 // # Checks

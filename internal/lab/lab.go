@@ -313,30 +313,39 @@ func (l *Lab) startDNS(ctx context.Context) error {
 
 // startWeb serves the intranet page on [IntranetHost]:80 in corp.
 func (l *Lab) startWeb() error {
-	corp := l.NS(RoleCorp)
-	ln, err := Listen(corp, "tcp", net.JoinHostPort(IntranetHost, "80"))
+	srv, done, err := serveIntranetPage(l.NS(RoleCorp), IntranetHost, ", through the IP-HTTPS tunnel", l.log)
 	if err != nil {
 		return fmt.Errorf("lab web server: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from the intranet host %s (namespace %s).\nYou came from %s, through the IP-HTTPS tunnel.\n",
-			IntranetHost, corp, r.RemoteAddr)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			l.log.Error("intranet web server", "err", err)
-		}
-	}()
 	l.mu.Lock()
 	l.web, l.webDone = srv, done
 	l.mu.Unlock()
 	l.log.Info("intranet web server up", "url", "http://["+IntranetHost+"]/")
 	return nil
+}
+
+// serveIntranetPage serves a small page on [host]:80 in namespace ns, the
+// intranet web server of both labs; done closes when the server has
+// stopped.
+func serveIntranetPage(ns, host, via string, log *slog.Logger) (srv *http.Server, done chan struct{}, err error) {
+	ln, err := Listen(ns, "tcp", net.JoinHostPort(host, "80"))
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Hello from the intranet host %s (namespace %s).\nYou came from %s%s.\n", host, ns, r.RemoteAddr, via)
+	})
+	srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("intranet web server", "err", err)
+		}
+	}()
+	return srv, done, nil
 }
 
 // NS is the namespace name of role (RoleInet, RoleEdge, RoleCorp or a

@@ -539,25 +539,10 @@ func (t *TeredoLab) loadNAT(ctx context.Context, ns string) error {
 
 // startWeb serves a page on [TeredoIntranetHost]:80 in corp.
 func (t *TeredoLab) startWeb() error {
-	corp := t.NS(TeredoRoleCorp)
-	ln, err := Listen(corp, "tcp", net.JoinHostPort(TeredoIntranetHost, "80"))
+	srv, done, err := serveIntranetPage(t.NS(TeredoRoleCorp), TeredoIntranetHost, "", t.log)
 	if err != nil {
 		return fmt.Errorf("teredo lab web server: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from the intranet host %s (namespace %s).\nYou came from %s.\n",
-			TeredoIntranetHost, corp, r.RemoteAddr)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.log.Error("intranet web server", "err", err)
-		}
-	}()
 	t.mu.Lock()
 	t.web, t.webDone = srv, done
 	t.mu.Unlock()

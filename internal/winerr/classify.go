@@ -21,7 +21,7 @@ func alertCode(a uint8) uint32 {
 }
 
 // Classify maps an error from a connection attempt to the code Windows would
-// report (windows-behaviour.md §3.3). An error that already carries a code
+// report. An error that already carries a code
 // keeps it. Unknown failures of the connection map to WSAECONNRESET when the
 // peer went away and to WSANO_DATA otherwise, the KB's catch-all for "reached
 // the server but IP-HTTPS did not come up".

@@ -38,7 +38,7 @@ type Explanation struct {
 	// (StatusFor); empty for codes only the server reports at start-up.
 	Status string `json:"interface_status,omitempty"`
 	// Documented is true when DirectAccess troubleshooting material names
-	// the code as an IP-HTTPS Last Error Code (windows-behaviour.md §3.1).
+	// the code as an IP-HTTPS Last Error Code in DirectAccess material.
 	Documented bool     `json:"documented_for_iphttps"`
 	Role       string   `json:"role"`        // one of the Role constants
 	Reported   string   `json:"reported_by"` // when iphttps reports it, or which code it reports instead

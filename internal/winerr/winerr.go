@@ -1,6 +1,6 @@
 // Package winerr holds the Windows codes that IP-HTTPS reports as "Last Error
 // Code", the "Interface Status" strings that go with them, and the mapping
-// from Go and Linux errors to those codes (windows-behaviour.md §2, §3.3).
+// from Go and Linux errors to those codes.
 package winerr
 
 import (

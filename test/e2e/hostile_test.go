@@ -29,8 +29,8 @@ const hostileTimeout = 2 * time.Second
 // TestHostile attacks the server with a raw IP-HTTPS peer from a third
 // client namespace, speaking the real wire over real TLS: bad HTTP heads,
 // bytes that cannot be framed, and well-framed packets the router must
-// refuse. Each input must get the answer of docs/design.md ("Bad input, and
-// what it gets"): 400/404/405, the session closed, or the packet dropped
+// refuse. Each input must get the answer docs/reliability.md ("Hostile
+// input") gives it: 400/404/405, the session closed, or the packet dropped
 // with the session kept; and must move the server counter of its reason by
 // exactly one. Meanwhile two real clients ping the intranet host every
 // 50 ms and must lose nothing, never reconnect, and keep their addresses.

@@ -31,7 +31,7 @@ type kbScenario struct {
 }
 
 // TestKBScenarios reproduces every cause of the IP-HTTPS knowledge-base
-// articles (windows-behaviour.md §5.1) in one lab and checks, for each, what
+// articles in one lab and checks, for each, what
 // `iphttps show`'s data says (status string and code) and what `iphttps
 // diagnose` concludes (failing check, code, cause). Then it checks that no
 // scenario's diagnosis fits another scenario.
