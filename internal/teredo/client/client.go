@@ -31,6 +31,7 @@ import (
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
@@ -228,8 +229,11 @@ type session struct {
 	l   hostside.Link
 	log *slog.Logger
 
-	conn      *net.UDPConn
-	pc        *ipv4.PacketConn
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	// gso and gro: the socket's UDP segmentation and receive offload
+	// (udpbatch.Offload).
+	gso, gro  bool
 	primary   netip.AddrPort // primary server address, port 3544
 	secondary netip.AddrPort
 	local     netip.AddrPort // the local address towards the server and the port
@@ -433,6 +437,7 @@ func (s *session) open(ctx context.Context) error {
 	s.conn.SetReadBuffer(socketBuffer)
 	s.conn.SetWriteBuffer(socketBuffer)
 	s.pc = ipv4.NewPacketConn(s.conn)
+	s.gso, s.gro = udpbatch.Offload(s.conn)
 	port := netip.MustParseAddrPort(s.conn.LocalAddr().String()).Port()
 	probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.primary))
 	if err != nil {
@@ -502,7 +507,7 @@ func (s *session) configure(res result) error {
 		}
 		routes = append(routes, p.String())
 	}
-	s.l.Attach(&sender{s: s})
+	s.l.Attach(&sender{s: s, batch: udpbatch.Batch{GSO: s.gso}})
 	s.lastServer.Store(time.Now().UnixNano())
 	now := time.Now()
 	s.l.Update(func(st *status.Interface) {

@@ -8,9 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
-
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
@@ -110,6 +107,9 @@ func (x *sender) add(p []byte, m netip.AddrPort) { x.batch.Add(p, m) }
 func (x *sender) flush() (sent, nbytes int) {
 	c := &x.s.t.c
 	r := x.batch.Send(x.s.pc)
+	if r.GSOOff {
+		x.s.log.Info("teredo: the path refuses UDP segmentation offload; sending datagram by datagram")
+	}
 	c.drop(dropSendFailed, r.Failed)
 	c.drop(dropSessionClosed, r.Closed)
 	c.add(&c.pktsUp, r.Sent)
@@ -189,51 +189,48 @@ func (r *replyLimiter) allow(now time.Time) bool {
 // to the host in batches.
 func (s *session) read() error {
 	c := &s.t.c
-	ms := make([]ipv4.Message, readBatch)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, readBuf)}
-	}
+	r := udpbatch.NewReader(s.pc, readBatch, readBuf, s.gro)
 	w := tundev.NewWriter(s.l.Host(), readBatch)
+	pkts, nbytes := 0, 0
+	// flush writes the packets gathered so far to the host.
+	flush := func() {
+		if pkts == 0 {
+			return
+		}
+		if err := w.Flush(); err != nil {
+			c.drop(dropHostWrite, pkts)
+			s.log.Debug("teredo: cannot write to the host", "err", err)
+		} else {
+			c.add(&c.pktsDown, pkts)
+			c.add(&c.bytesDown, nbytes)
+			s.l.Received(pkts, nbytes)
+		}
+		pkts, nbytes = 0, 0
+	}
+	var now time.Time
+	each := func(d udpbatch.Datagram) {
+		c.add(&c.datagramsIn, 1)
+		if d.Truncated {
+			c.drop(dropOversized, 1)
+			return
+		}
+		if p := s.handle(d.B, d.From, now); p != nil {
+			if w.Pending() == readBatch {
+				flush()
+			}
+			w.Add(p) // never full: flushed above
+			pkts, nbytes = pkts+1, nbytes+len(p)
+		}
+	}
 	for {
-		n, err := s.pc.ReadBatch(ms, 0)
-		if err != nil {
+		now = time.Now()
+		if err := r.Read(each); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		now := time.Now()
-		pkts, nbytes := 0, 0
-		for i := range n {
-			m := &ms[i]
-			c.add(&c.datagramsIn, 1)
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
-				c.drop(dropMalformed, 1)
-				continue
-			}
-			if m.Flags&unix.MSG_TRUNC != 0 {
-				c.drop(dropOversized, 1)
-				continue
-			}
-			from := ua.AddrPort()
-			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-			if p := s.handle(m.Buffers[0][:m.N], from, now); p != nil {
-				w.Add(p) // the batch never fills: it holds readBatch packets
-				pkts, nbytes = pkts+1, nbytes+len(p)
-			}
-		}
-		if pkts == 0 {
-			continue
-		}
-		if err := w.Flush(); err != nil {
-			c.drop(dropHostWrite, pkts)
-			s.log.Debug("teredo: cannot write to the host", "err", err)
-			continue
-		}
-		c.add(&c.pktsDown, pkts)
-		c.add(&c.bytesDown, nbytes)
-		s.l.Received(pkts, nbytes)
+		flush()
 	}
 }
 

@@ -77,9 +77,12 @@ const socketBuffer = 1 << 20
 // readBatch is how many datagrams one receive call (recvmmsg) takes;
 // datagramBuf is the buffer for each: a 1280-byte packet with its headers,
 // with room to spare (a longer datagram is counted as truncated).
+// With receive offload, a receive call takes groReadBatch messages of up
+// to 64 KiB, each a datagram or a train of them.
 const (
-	readBatch   = 64
-	datagramBuf = 2048
+	readBatch    = 64
+	groReadBatch = 32
+	datagramBuf  = 2048
 )
 
 // Server is a running Teredo server and relay.
@@ -95,6 +98,7 @@ type Server struct {
 	clientMu sync.Mutex
 	clients  map[netip.AddrPort]*qualified // by mapping
 	pcs      [2]*ipv4.PacketConn           // the sockets, for batched I/O
+	gro      [2]bool                       // UDP receive offload on each socket
 	outMu    sync.Mutex
 	out      udpbatch.Batch // FromHost's datagrams, sent by FlushHost
 	// expired is when expireClients last scanned the table.
@@ -165,6 +169,11 @@ func New(o Options) (*Server, error) {
 		}
 		s.conns[i] = c
 		s.pcs[i] = ipv4.NewPacketConn(c)
+		if i == 0 {
+			// The relay's traffic uses the primary socket (the secondary
+			// only answers the solicitations of the NAT test).
+			s.out.GSO, s.gro[i] = udpbatch.Offload(c)
+		}
 		// Best effort: the kernel caps these at net.core.{r,w}mem_max.
 		c.SetReadBuffer(socketBuffer)
 		c.SetWriteBuffer(socketBuffer)
@@ -210,36 +219,32 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// read handles the datagrams of one socket, a batch per receive call; the
+// read handles the datagrams of one socket, a batch per receive call (a
+// train of datagrams coalesced by the kernel counts as its datagrams); the
 // packets for the host leave in one write per batch.
 func (s *Server) read(i int) error {
-	ms := make([]ipv4.Message, readBatch)
-	for j := range ms {
-		ms[j].Buffers = [][]byte{make([]byte, datagramBuf)}
+	batch := readBatch
+	if s.gro[i] {
+		batch = groReadBatch // each buffer holds a train
 	}
+	r := udpbatch.NewReader(s.pcs[i], batch, datagramBuf, s.gro[i])
 	var w hostBatch
 	if s.o.NewHostWriter != nil {
 		w.w = s.o.NewHostWriter()
 	}
+	each := func(d udpbatch.Datagram) {
+		if d.Truncated {
+			s.c.drop(dropTruncated)
+			return
+		}
+		s.handle(i, d.B, d.From, &w)
+	}
 	for {
-		n, err := s.pcs[i].ReadBatch(ms, 0)
-		if err != nil {
+		if err := r.Read(each); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
-		}
-		for _, m := range ms[:n] {
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			if m.N > datagramBuf || m.Flags&syscall.MSG_TRUNC != 0 {
-				s.c.drop(dropTruncated)
-				continue
-			}
-			src := ua.AddrPort()
-			s.handle(i, m.Buffers[0][:m.N], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), &w)
 		}
 		if w.pending {
 			w.pending = false
@@ -496,6 +501,9 @@ func (s *Server) FlushHost() {
 	s.outMu.Lock()
 	r := s.out.Send(s.pcs[0])
 	s.outMu.Unlock()
+	if r.GSOOff {
+		s.log.Info("teredo: the path refuses UDP segmentation offload; the relay sends datagram by datagram")
+	}
 	s.c.sent.Add(uint64(r.Sent))
 	for range r.Failed + r.Closed {
 		s.c.drop(dropSendFailed)
