@@ -219,3 +219,29 @@ func (b *Batch) reset() {
 	b.ms, b.meta = b.ms[:0], b.meta[:0]
 	b.n = 0
 }
+
+// SocketBuffer is the receive and send buffer a bulk UDP socket wants: a
+// few milliseconds of a multi-gigabit flow and room for a burst of several
+// thousand datagrams, so that bulk traffic or a flood does not make the
+// kernel drop honest datagrams before the reader gets to them. Measured on
+// the Teredo relay: with 1 MiB, trains of coalesced datagrams overflowed it
+// (hundreds of drops, tens of thousands of inner TCP retransmissions in
+// 5 s at 3-4 Gbit/s); with 4 MiB, none.
+const SocketBuffer = 4 << 20
+
+// SetBuffers sizes c's receive and send buffers to size bytes each: past
+// the administrator's net.core.{r,w}mem_max when the process may
+// (CAP_NET_ADMIN: SO_RCVBUFFORCE), else as far as that limit allows.
+func SetBuffers(c *net.UDPConn, size int) {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+				_ = c.SetReadBuffer(size)
+			}
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
+				_ = c.SetWriteBuffer(size)
+			}
+		})
+	}
+}

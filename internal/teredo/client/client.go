@@ -408,9 +408,6 @@ func (t *Transport) resolve(ctx context.Context) (netip.Addr, error) {
 	return netip.Addr{}, winerr.Errorf(winerr.NoData, "teredo: the server name %s has no IPv4 address", t.o.Server)
 }
 
-// socketBuffer is the size of the client socket's buffers.
-const socketBuffer = 1 << 20
-
 // open binds the client's UDP socket (don't fragment off, as RFC 4380
 // section 5.1.2 asks) and finds the local address the kernel uses towards
 // the server.
@@ -432,10 +429,7 @@ func (s *session) open(ctx context.Context) error {
 		return winerr.Errorf(winerr.Classify(err), "teredo: cannot open the client's UDP socket: %w", err)
 	}
 	s.conn = pc.(*net.UDPConn)
-	// Room for a burst of several hundred datagrams, as the server has
-	// (best effort: the kernel caps it at net.core.rmem_max / wmem_max).
-	s.conn.SetReadBuffer(socketBuffer)
-	s.conn.SetWriteBuffer(socketBuffer)
+	udpbatch.SetBuffers(s.conn, udpbatch.SocketBuffer)
 	s.pc = ipv4.NewPacketConn(s.conn)
 	s.gso, s.gro = udpbatch.Offload(s.conn)
 	port := netip.MustParseAddrPort(s.conn.LocalAddr().String()).Port()

@@ -69,11 +69,6 @@ type PacketWriter interface {
 	Flush() error
 }
 
-// Socket buffer sizes: room for bursts of several hundred datagrams, so a
-// flood or a burst of bulk traffic does not make the kernel drop honest
-// datagrams before the reader gets to them.
-const socketBuffer = 1 << 20
-
 // readBatch is how many datagrams one receive call (recvmmsg) takes;
 // datagramBuf is the buffer for each: a 1280-byte packet with its headers,
 // with room to spare (a longer datagram is counted as truncated).
@@ -174,9 +169,7 @@ func New(o Options) (*Server, error) {
 			// only answers the solicitations of the NAT test).
 			s.out.GSO, s.gro[i] = udpbatch.Offload(c)
 		}
-		// Best effort: the kernel caps these at net.core.{r,w}mem_max.
-		c.SetReadBuffer(socketBuffer)
-		c.SetWriteBuffer(socketBuffer)
+		udpbatch.SetBuffers(c, udpbatch.SocketBuffer)
 	}
 	return s, nil
 }
