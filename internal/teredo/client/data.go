@@ -207,8 +207,11 @@ func (s *session) read() error {
 		}
 		pkts, nbytes = 0, 0
 	}
-	var now time.Time
+	var now time.Time // when the batch arrived
 	each := func(d udpbatch.Datagram) {
+		if now.IsZero() {
+			now = time.Now()
+		}
 		c.add(&c.datagramsIn, 1)
 		if d.Truncated {
 			c.drop(dropOversized, 1)
@@ -223,7 +226,7 @@ func (s *session) read() error {
 		}
 	}
 	for {
-		now = time.Now()
+		now = time.Time{}
 		if err := r.Read(each); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

@@ -61,6 +61,15 @@ type Options struct {
 type hostBatch struct {
 	w       PacketWriter
 	pending bool
+	now     time.Time // when the batch arrived: read once per batch, by clock()
+}
+
+// clock is the time the current batch arrived.
+func (w *hostBatch) clock() time.Time {
+	if w.now.IsZero() {
+		w.now = time.Now()
+	}
+	return w.now
 }
 
 // PacketWriter gathers packets and writes them in one go (tundev.Writer).
@@ -233,6 +242,7 @@ func (s *Server) read(i int) error {
 		s.handle(i, d.B, d.From, &w)
 	}
 	for {
+		w.now = time.Time{}
 		if err := r.Read(each); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -403,7 +413,7 @@ func (s *Server) forward(to teredo.Address, p []byte, src netip.AddrPort, withOr
 // the host (RFC 4380 section 5.4.2): the mapping was checked, so the peer
 // is trusted; the destination must be one the relay serves.
 func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort, w *hostBatch) {
-	now := time.Now()
+	now := w.clock()
 	if !s.peers.Received(from, src, now) {
 		for _, q := range s.peers.Heard(from, src, now) {
 			s.send(0, q, src)
