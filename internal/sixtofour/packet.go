@@ -13,22 +13,22 @@ type Drop uint8
 
 // Drop reasons, in the order the checks run.
 const (
-	Accept                Drop = iota
-	DropMalformedIPv4          // outer header truncated, not version 4, bad lengths
-	DropNotProtocol41          // the outer protocol is not 41
-	DropFragment               // an outer fragment (the kernel delivers reassembled packets)
-	DropMalformedIPv6          // inner packet truncated or not version 6
-	DropSourceNotRoutable      // inner source link-local, multicast, loopback, unspecified, IPv4-mapped
-	DropSourceSpoofed          // inner 6to4 source not embedding the outer source
-	DropSourceNotRelay         // inner native source from an IPv4 address that is not the relay
-	DropDestinationSpoofed     // inner 6to4 destination not embedding the outer destination
-	DropDestinationNotOurs     // inner destination not one this end serves
-	DropDestinationNotPublic   // outbound 6to4 destination embedding a non-public IPv4 address
-	DropNoRelay                // outbound native destination with no relay configured
-	numDrops
+	Accept                   Drop = iota
+	DropMalformedIPv4             // outer header truncated, not version 4, bad lengths
+	DropNotProtocol41             // the outer protocol is not 41
+	DropFragment                  // an outer fragment (the kernel delivers reassembled packets)
+	DropMalformedIPv6             // inner packet truncated or not version 6
+	DropSourceNotRoutable         // inner source link-local, multicast, loopback, unspecified, IPv4-mapped
+	DropSourceSpoofed             // inner 6to4 source not embedding the outer source
+	DropSourceNotRelay            // inner native source from an IPv4 address that is not the relay
+	DropDestinationSpoofed        // inner 6to4 destination not embedding the outer destination
+	DropDestinationNotOurs        // inner destination not one this end serves
+	DropDestinationNotPublic      // outbound 6to4 destination embedding a non-public IPv4 address
+	DropNoRelay                   // outbound native destination with no relay configured
+	NumDrops                      // the number of reasons, Accept included
 )
 
-var dropNames = [numDrops]string{
+var dropNames = [NumDrops]string{
 	Accept:                   "accepted",
 	DropMalformedIPv4:        "malformed_ipv4",
 	DropNotProtocol41:        "not_protocol_41",
@@ -44,7 +44,7 @@ var dropNames = [numDrops]string{
 }
 
 func (d Drop) String() string {
-	if d < numDrops {
+	if d < NumDrops {
 		return dropNames[d]
 	}
 	return "unknown"
@@ -52,8 +52,8 @@ func (d Drop) String() string {
 
 // Drops lists every drop reason (for counters that start at zero).
 func Drops() []Drop {
-	ds := make([]Drop, 0, numDrops-1)
-	for d := Drop(1); d < numDrops; d++ {
+	ds := make([]Drop, 0, NumDrops-1)
+	for d := Drop(1); d < NumDrops; d++ {
 		ds = append(ds, d)
 	}
 	return ds

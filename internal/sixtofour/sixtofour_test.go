@@ -202,8 +202,8 @@ func TestDropNames(t *testing.T) {
 		}
 		seen[n] = true
 	}
-	if len(seen) != int(numDrops)-1 {
-		t.Errorf("%d names for %d reasons", len(seen), numDrops-1)
+	if len(seen) != int(NumDrops)-1 {
+		t.Errorf("%d names for %d reasons", len(seen), NumDrops-1)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reader receives datagrams in batches (recvmmsg) and, on a socket with
+// Reader receives datagrams in batches (recvmmsg) from a UDP socket or a
+// raw IP socket (whose datagrams start with their IP header; From then has
+// port 0) and, on a UDP socket with
 // UDP_GRO on, cuts the trains the kernel coalesced back into datagrams. It
 // is used by one goroutine.
 type Reader struct {
@@ -55,12 +57,17 @@ func (r *Reader) Read(fn func(Datagram)) error {
 	}
 	for i := range n {
 		m := &r.ms[i]
-		ua, ok := m.Addr.(*net.UDPAddr)
-		if !ok {
+		var from netip.AddrPort
+		switch a := m.Addr.(type) {
+		case *net.UDPAddr:
+			from = a.AddrPort()
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		case *net.IPAddr: // a raw IP socket: the datagram starts with the IP header
+			ip, _ := netip.AddrFromSlice(a.IP)
+			from = netip.AddrPortFrom(ip.Unmap(), 0)
+		default:
 			continue
 		}
-		from := ua.AddrPort()
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		b := m.Buffers[0][:m.N]
 		if m.Flags&unix.MSG_TRUNC != 0 {
 			fn(Datagram{From: from, Truncated: true})

@@ -1,11 +1,12 @@
-// Package udpbatch moves UDP datagrams in batches: many datagrams per
+// Package udpbatch moves UDP datagrams (and raw IPv4 packets: 6to4's
+// protocol 41) in batches: many datagrams per
 // system call (sendmmsg, recvmmsg through golang.org/x/net/ipv4) and, where
 // the kernel offers it, many datagrams per kernel packet: UDP segmentation
 // offload on send (UDP_SEGMENT: consecutive datagrams of one size to one
 // destination leave as one buffer the kernel or the device cuts) and UDP
 // receive offload (UDP_GRO: the kernel hands such a train over whole, and
-// Reader cuts it back into its datagrams). The Teredo client and the Teredo
-// relay send and receive through it.
+// Reader cuts it back into its datagrams). The Teredo client and relay and
+// the 6to4 client and relay send and receive through it.
 package udpbatch
 
 import (
@@ -56,12 +57,15 @@ type Batch struct {
 	// into one message the kernel segments (set it from Offload). Send
 	// clears it when the path refuses segmentation.
 	GSO bool
+	// RawIP makes the batch's destinations IP addresses (*net.IPAddr) for
+	// a raw IP socket; the port of each destination is ignored.
+	RawIP bool
 
 	ms     []ipv4.Message
 	meta   []meta // of each message
 	n      int    // datagrams queued
 	lastAP netip.AddrPort
-	lastUA *net.UDPAddr
+	lastUA net.Addr
 	single []ipv4.Message // one segmented message resent datagram by datagram
 }
 
@@ -89,7 +93,7 @@ func (b *Batch) Add(p []byte, to netip.AddrPort) {
 		// This message went to the same peer in an earlier batch.
 		b.lastAP, b.lastUA = to, mt.ua
 	default:
-		b.lastAP, b.lastUA = to, net.UDPAddrFromAddrPort(to)
+		b.lastAP, b.lastUA = to, b.addr(to)
 	}
 	mt.to, mt.ua = to, b.lastUA
 	m := &b.ms[i]
@@ -109,7 +113,15 @@ type meta struct {
 	// to and ua are its destination, kept so that a batch sending to the
 	// same peers as the one before does not allocate their addresses.
 	to netip.AddrPort
-	ua *net.UDPAddr
+	ua net.Addr
+}
+
+// addr is to as the socket takes it.
+func (b *Batch) addr(to netip.AddrPort) net.Addr {
+	if b.RawIP {
+		return &net.IPAddr{IP: to.Addr().AsSlice()}
+	}
+	return net.UDPAddrFromAddrPort(to)
 }
 
 // appendSegment adds p to the last message when the kernel can cut it off
@@ -232,15 +244,15 @@ const SocketBuffer = 4 << 20
 // SetBuffers sizes c's receive and send buffers to size bytes each: past
 // the administrator's net.core.{r,w}mem_max when the process may
 // (CAP_NET_ADMIN: SO_RCVBUFFORCE), else as far as that limit allows.
-func SetBuffers(c *net.UDPConn, size int) {
+func SetBuffers(c syscall.Conn, size int) {
 	rc, err := c.SyscallConn()
 	if err == nil {
 		_ = rc.Control(func(fd uintptr) {
 			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
-				_ = c.SetReadBuffer(size)
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
 			}
 			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
-				_ = c.SetWriteBuffer(size)
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
 			}
 		})
 	}

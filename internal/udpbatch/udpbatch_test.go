@@ -6,6 +6,8 @@ import (
 
 	"bytes"
 	"golang.org/x/sys/unix"
+
+	"github.com/iphttps/iphttps/internal/testenv"
 	"net"
 	"net/netip"
 	"testing"
@@ -291,5 +293,48 @@ func TestGROSize(t *testing.T) {
 	if sh := (*unix.Cmsghdr)(unsafe.Pointer(&seg[0])); sh.Level != unix.IPPROTO_UDP || sh.Type != unix.UDP_SEGMENT ||
 		binary.NativeEndian.Uint16(seg[unix.CmsgLen(0):]) != 1280 {
 		t.Fatalf("segmentSize: %x", seg)
+	}
+}
+
+// TestRawIP sends protocol-41 packets through a raw IPv4 socket in one
+// batch and reads them back with a Reader: each arrives with its IPv4
+// header (protocol 41, the payload after it) from the sending address.
+func TestRawIP(t *testing.T) {
+	testenv.RequireRoot(t, "raw IP sockets")
+	c, err := net.ListenIP("ip4:41", &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc := ipv4.NewPacketConn(c)
+	batch := Batch{RawIP: true}
+	to := netip.MustParseAddrPort("127.0.0.1:0")
+	var want [][]byte
+	for i := range 5 {
+		p := payload(i, 100+i)
+		want = append(want, p)
+		batch.Add(p, to)
+	}
+	if r := batch.Send(pc); r.Sent != 5 || r.Failed != 0 {
+		t.Fatalf("sent %+v", r)
+	}
+	rd := NewReader(pc, 8, 2048, false)
+	var got [][]byte
+	for len(got) < len(want) {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if err := rd.Read(func(d Datagram) {
+			if d.From != to || len(d.B) < 20 || d.B[9] != 41 {
+				t.Errorf("datagram %+v", d)
+				return
+			}
+			got = append(got, bytes.Clone(d.B[20:]))
+		}); err != nil {
+			t.Fatalf("after %d: %v", len(got), err)
+		}
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d: %x, want %x", i, got[i], want[i])
+		}
 	}
 }
