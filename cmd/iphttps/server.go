@@ -139,6 +139,8 @@ Windows code, refusals by reason), on a listener of its own.`,
 	f.StringVar(&cfg.Teredo, "teredo", "", "also be a Teredo server and relay on UDP 3544 of this public IPv4 address and the next one (a DirectAccess server's two consecutive addresses)")
 	f.StringVar(&cfg.TeredoSecondary, "teredo-secondary", "", "the Teredo server's second IPv4 address when it is not --teredo plus one")
 	f.BoolVar(&cfg.TeredoLab, "teredo-lab", false, "treat the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) as public, for labs and tests")
+	f.StringVar(&cfg.SixToFour, "6to4", "", "also be a 6to4 relay on this public IPv4 address: take IPv6 in IPv4 protocol 41 from 6to4 clients (2002::/16) and send the intranet's replies back to them")
+	f.BoolVar(&cfg.SixToFourLab, "6to4-lab", false, "treat the documentation ranges as public for 6to4, for labs and tests")
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
 }

@@ -60,6 +60,10 @@ type Server struct {
 	Teredo          string `toml:"teredo"`
 	TeredoSecondary string `toml:"teredo_secondary"`
 	TeredoLab       bool   `toml:"teredo_lab"`
+	// 6to4 relay: the server's public IPv4 address ("" off), and
+	// documentation addresses as public.
+	SixToFour    string `toml:"6to4"`
+	SixToFourLab bool   `toml:"6to4_lab"`
 	Log
 }
 

@@ -51,7 +51,14 @@ type Options struct {
 	SelfSigned      string // the name of a self-signed certificate in use
 	LogSettings     string // log level and format, as configured (they apply at start)
 	Teredo          TeredoOptions
+	SixToFour       SixToFourOptions
 	Log             *slog.Logger
+}
+
+// SixToFourOptions turn on the 6to4 relay next to IP-HTTPS.
+type SixToFourOptions struct {
+	Address netip.Addr // invalid: 6to4 off
+	Lab     bool
 }
 
 // TeredoOptions turn on the Teredo server and relay next to IP-HTTPS.
@@ -216,6 +223,12 @@ func fromConfig(c config.Server, log *slog.Logger, keep *tls.Certificate) (Optio
 	o.Router = rc
 	if o.Teredo, err = teredoOptions(c); err != nil {
 		return o, err
+	}
+	if c.SixToFour != "" {
+		if o.SixToFour.Address, err = netip.ParseAddr(c.SixToFour); err != nil || !o.SixToFour.Address.Is4() {
+			return bad("6to4 %q: want the server's public IPv4 address, e.g. 203.0.113.10", c.SixToFour)
+		}
+		o.SixToFour.Lab = c.SixToFourLab
 	}
 
 	if c.PlainHTTP {

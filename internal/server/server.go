@@ -23,8 +23,6 @@ import (
 	"github.com/iphttps/iphttps/internal/netcfg"
 	"github.com/iphttps/iphttps/internal/router"
 	"github.com/iphttps/iphttps/internal/status"
-	"github.com/iphttps/iphttps/internal/teredo"
-	teredosrv "github.com/iphttps/iphttps/internal/teredo/server"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -75,8 +73,8 @@ type Server struct {
 	dev    *tundev.Device
 	ln     net.Listener
 	ctl    net.Listener
-	mln    net.Listener      // metrics; nil when off
-	teredo *teredosrv.Server // nil when off
+	mln    net.Listener // metrics; nil when off
+	relays []relay      // Teredo, 6to4: those configured
 	since  time.Time
 	c      counters
 
@@ -137,36 +135,10 @@ func New(o Options) (_ *Server, err error) {
 		return nil, winerr.New(winerr.InstallFailure, err)
 	}
 	s.writers.New = func() any { return tundev.NewWriter(s.dev, 128) }
-	if o.Teredo.Primary.IsValid() {
-		if err := s.startTeredo(); err != nil {
-			return nil, err
-		}
+	if err := s.startRelays(); err != nil {
+		return nil, err
 	}
 	return s, nil
-}
-
-// startTeredo makes the Teredo server and relay: Teredo clients' packets go
-// to the TUN device (and on to the intranet), and the kernel routes the
-// Teredo prefix 2001::/32 to the TUN device, where readHost hands those
-// packets to the relay.
-func (s *Server) startTeredo() error {
-	serves := append([]netip.Prefix{s.o.Router.Prefix}, s.o.Router.Routes...)
-	for _, a := range s.o.Router.HostAddrs {
-		serves = append(serves, netip.PrefixFrom(a, 128))
-	}
-	t, err := teredosrv.New(teredosrv.Options{
-		Primary: s.o.Teredo.Primary, Secondary: s.o.Teredo.Secondary, Lab: s.o.Teredo.Lab,
-		Serves: serves, Log: s.log.With("transport", "teredo"),
-		NewHostWriter: func() teredosrv.PacketWriter { return tundev.NewWriter(s.dev, 128) },
-	})
-	if err != nil {
-		return err
-	}
-	s.teredo = t
-	if err := netcfg.ReplaceRoute(s.o.Interface, teredo.Prefix); err != nil {
-		return winerr.New(winerr.InstallFailure, fmt.Errorf("route the Teredo prefix %v to %s: %w", teredo.Prefix, s.o.Interface, err))
-	}
-	return nil
 }
 
 func portOf(hostport string) string {
@@ -229,10 +201,10 @@ func (s *Server) Run(ctx context.Context) error {
 		leaf := s.o.TLS.Certificates[0].Leaf
 		s.log.Info("server certificate", "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames, "not_after", leaf.NotAfter)
 	}
-	errc := make(chan error, 5)
-	if s.teredo != nil {
+	errc := make(chan error, 4+len(s.relays))
+	for _, r := range s.relays {
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); errc <- s.teredo.Run(ctx) }()
+		go func() { defer s.wg.Done(); errc <- r.Run(ctx) }()
 	}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); errc <- s.readHost(ctx) }()
@@ -277,8 +249,8 @@ func (s *Server) closeAll() {
 	if s.mln != nil {
 		s.mln.Close()
 	}
-	if s.teredo != nil {
-		s.teredo.Close()
+	for _, r := range s.relays {
+		r.Close()
 	}
 	if s.ctl != nil {
 		s.ctl.Close()
@@ -339,26 +311,24 @@ func (s *Server) accept(ctx context.Context) error {
 	}
 }
 
-// TeredoCounterPrefix starts the names of the Teredo server's counters in
-// the server's statistics; the metrics turn it into the label
-// transport="teredo".
-const TeredoCounterPrefix = "teredo/"
-
 // readHost moves packets the kernel routes to the link to their clients. It
 // fails if the TUN device goes away while the server runs.
 func (s *Server) readHost(ctx context.Context) error {
 	batch := tundev.NewReadBatch(s.dev, LinkMTU)
 	for {
 		n, err := batch.Read(s.dev)
+	packets:
 		for i := 0; i < n; i++ {
 			p := batch.Packet(i)
-			if s.teredo != nil && s.teredo.FromHost(p) {
-				continue
+			for _, r := range s.relays {
+				if r.FromHost(p) {
+					continue packets
+				}
 			}
 			s.router.FromHost(p)
 		}
-		if s.teredo != nil {
-			s.teredo.FlushHost()
+		for _, r := range s.relays {
+			r.FlushHost()
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
@@ -447,12 +417,9 @@ func (s *Server) Status() status.Interface {
 		st.Clients = append(st.Clients, ss.info())
 	}
 	s.mu.Unlock()
-	if s.teredo != nil {
-		st.Clients = append(st.Clients, s.teredo.Clients()...)
-		st.Teredo = &status.TeredoServer{
-			Primary: s.o.Teredo.Primary.String(), Secondary: s.teredo.Secondary().String(),
-			Prefix: s.teredo.Prefix().String(),
-		}
+	for _, r := range s.relays {
+		st.Clients = append(st.Clients, r.Clients()...)
+		r.describe(&st)
 	}
 	return st
 }
@@ -490,9 +457,9 @@ func (s *Server) counters() map[string]uint64 {
 	s.c.handshakeCodes.each(func(code uint32, n uint64) { m[handshakeFailureKey(code)] = n })
 	pending, _, sources := s.admit.counts()
 	m["connections_pending"], m["client_sources"] = uint64(pending), uint64(sources)
-	if s.teredo != nil {
-		for k, v := range s.teredo.Counters() {
-			m[TeredoCounterPrefix+k] = v
+	for _, r := range s.relays {
+		for k, v := range r.Counters() {
+			m[r.Name()+"/"+k] = v
 		}
 	}
 	return m

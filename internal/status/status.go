@@ -34,6 +34,8 @@ type Interface struct {
 	Clients         []Client          `json:"clients,omitempty"`
 	// Teredo is set on a server that is also a Teredo server and relay.
 	Teredo *TeredoServer `json:"teredo,omitempty"`
+	// SixToFourRelay is set on a server that is also a 6to4 relay.
+	SixToFourRelay *SixToFourRelay `json:"6to4_relay,omitempty"`
 	// TeredoClient is set on a client whose transport is Teredo: what
 	// `netsh interface teredo show state` shows on Windows.
 	TeredoClient *TeredoState `json:"teredo_client,omitempty"`
@@ -73,6 +75,12 @@ type TeredoServer struct {
 	Primary   string `json:"primary"`
 	Secondary string `json:"secondary"`
 	Prefix    string `json:"prefix"` // the clients' 2001:0:<primary>::/64
+}
+
+// SixToFourRelay describes a server's 6to4 side.
+type SixToFourRelay struct {
+	Address string `json:"address"` // the server's 6to4 address, which answers the clients' path test
+	Prefix  string `json:"prefix"`  // 2002::/16, routed to the server's TUN device
 }
 
 // Client is one connected client as the server sees it.
