@@ -1,8 +1,9 @@
 // Package teredo is the Teredo wire format (RFC 4380 with the RFC 5991
 // address rules): Teredo addresses, the authentication and origin
-// indication headers in front of the IPv6 packet, bubbles, the router
-// solicitation and advertisement of qualification, and the IPv4 address
-// rules every role applies. docs/teredo.md explains the protocol as
+// indication headers in front of the IPv6 packet, bubbles, the RFC 6081
+// Alternate Address Trailer after it, the router solicitation and
+// advertisement of qualification, and the IPv4 address rules every role
+// applies. docs/teredo.md explains the protocol as
 // iphttps implements it.
 //
 // Parsing never allocates and returns slices into the datagram; building

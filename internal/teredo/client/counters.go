@@ -28,6 +28,9 @@ const (
 	dropTeredoViaServer = "teredo_source_via_server" // server packet with a Teredo source and no origin
 	dropRelayed         = "relayed_not_accepted"     // server packet with an origin: not a bubble nor a peer's ICMPv6
 	dropReplyLimited    = "bubble_reply_rate_limited"
+	dropBadTrailer      = "bad_trailer"       // a bubble's trailers are malformed (ignored; the bubble is handled)
+	dropAltRefused      = "alternate_refused" // an announced alternate address that is not private, or is ours
+	dropUnknownAlt      = "unknown_alternate" // from a same-NAT peer, at an address it did not announce
 	dropHostWrite       = "host_write_failed"
 	// Packets from the host.
 	dropBadPacket     = "bad_packet"      // not an IPv6 packet
@@ -45,6 +48,7 @@ type counters struct {
 	datagramsIn, datagramsOut                                   atomic.Uint64
 	pktsUp, bytesUp, pktsDown, bytesDown, queued                atomic.Uint64
 	bubblesOut, bubblesIn, bubbleReplies, echoTests, echoPassed atomic.Uint64
+	hairpinBubbles, hairpinPeers                                atomic.Uint64
 
 	mu    sync.Mutex
 	drops map[string]uint64
@@ -98,6 +102,8 @@ func (c *counters) snapshot(cur *peer.List) map[string]uint64 {
 		"bubble_replies":          c.bubbleReplies.Load(),
 		"echo_tests_sent":         c.echoTests.Load(),
 		"echo_tests_passed":       c.echoPassed.Load(),
+		"hairpin_bubbles_sent":    c.hairpinBubbles.Load(),
+		"hairpin_peers_trusted":   c.hairpinPeers.Load(),
 	}
 	var st peer.Stats
 	if cur != nil {

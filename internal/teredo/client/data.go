@@ -136,11 +136,12 @@ func (s *session) write(b []byte, to netip.AddrPort) bool {
 // case 5): a direct bubble to its mapping opens our NAT towards it, an
 // indirect one through its server makes it answer.
 func (s *session) bubbles(src, dst netip.Addr, a teredo.Address) {
-	var buf [teredo.BubbleLen]byte
-	b := teredo.AppendBubble(buf[:0], src, dst)
+	var buf [bubbleBuf]byte
+	b := s.appendBubble(buf[:0], src, dst)
 	if s.write(b, a.Mapped) {
 		s.t.c.add(&s.t.c.bubblesOut, 1)
 	}
+	s.toAlternates(b, dst)
 	if teredo.IsGlobalUnicast(a.Server, s.lab) && s.write(b, netip.AddrPortFrom(a.Server, teredo.Port)) {
 		s.t.c.add(&s.t.c.bubblesOut, 1)
 	}
@@ -242,7 +243,9 @@ func (s *session) read() error {
 func (s *session) handle(b []byte, from netip.AddrPort, now time.Time) []byte {
 	c := &s.t.c
 	fromServer := from == s.primary || from == s.secondary
-	if !fromServer && !teredo.IsGlobalUnicast(from.Addr(), s.lab) {
+	// A private source may be a peer behind our NAT (hairpin.go).
+	fromPrivate := !fromServer && teredo.IsAlternateAddress(from)
+	if !fromServer && !fromPrivate && !teredo.IsGlobalUnicast(from.Addr(), s.lab) {
 		c.drop(dropSourceNotGlobal, 1)
 		return nil
 	}
@@ -276,6 +279,9 @@ func (s *session) handle(b []byte, from netip.AddrPort, now time.Time) []byte {
 	if dst != me.addr {
 		c.drop(dropWrongDst, 1)
 		return nil
+	}
+	if fromPrivate {
+		return s.fromAlternate(d, from, me, now)
 	}
 	bubble := teredo.IsBubble(p)
 	if src.IsLinkLocalUnicast() {
@@ -338,6 +344,7 @@ func (s *session) fromServer(d teredo.Datagram, from netip.AddrPort, me *identit
 			c.drop(dropSourceNotGlobal, 1)
 		}
 		if bubble {
+			s.relayedAlternates(d, src, me, now)
 			c.add(&c.bubblesIn, 1)
 			return nil
 		}
@@ -389,8 +396,8 @@ func (s *session) replyBubble(src, dst netip.Addr, to netip.AddrPort, now time.T
 		s.t.c.drop(dropReplyLimited, 1)
 		return
 	}
-	var buf [teredo.BubbleLen]byte
-	if s.write(teredo.AppendBubble(buf[:0], src, dst), to) {
+	var buf [bubbleBuf]byte
+	if s.write(s.appendBubble(buf[:0], src, dst), to) {
 		s.t.c.add(&s.t.c.bubbleReplies, 1)
 	}
 }

@@ -1,7 +1,8 @@
 // Package peer is the Teredo peer list (RFC 4380 sections 5.2.3 to 5.2.6
 // and 5.4): which IPv4 address and port reach an IPv6 peer, whether that
-// mapping is trusted, the packets waiting for it to become so, and the
-// bubble budget. Teredo clients and relays keep the same list.
+// mapping is trusted, the packets waiting for it to become so, the bubble
+// budget, and the alternate addresses of a peer behind the same NAT
+// (RFC 6081 section 4.3). Teredo clients and relays keep the same list.
 //
 // The list is bounded: a full list forgets its least recently used peer,
 // so spoofed sources and scans cost a bounded amount of memory. Lookups do
@@ -11,8 +12,11 @@ package peer
 import (
 	"container/list"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/iphttps/iphttps/internal/teredo"
 )
 
 // Timers of RFC 4380.
@@ -50,6 +54,10 @@ type Peer struct {
 	// Nonce of the direct connectivity test (section 5.2.9) in progress.
 	Nonce   [8]byte
 	Testing bool
+	// Alternates are the private addresses at which a peer behind our own
+	// NAT said it can be reached (RFC 6081 section 4.3, hairpinning), in a
+	// bubble our server relayed; unused entries are zero.
+	Alternates [teredo.MaxAlternates]netip.AddrPort
 
 	bubbles     int       // bubbles sent in the current window without an answer
 	windowStart time.Time // start of that window
@@ -124,7 +132,42 @@ func (l *List) Lookup(dst netip.Addr) (Peer, bool) {
 func (l *List) Heard(src netip.Addr, mapping netip.AddrPort, now time.Time) [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.trust(l.get(src, now), mapping, now)
+}
+
+// SetAlternates records the alternate addresses src announced (at most
+// teredo.MaxAlternates are kept), replacing those it announced before;
+// it creates src's entry if needed.
+func (l *List) SetAlternates(src netip.Addr, alts []netip.AddrPort, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	p := l.get(src, now)
+	p.Alternates = [teredo.MaxAlternates]netip.AddrPort{}
+	copy(p.Alternates[:], alts)
+}
+
+// HeardAlternate records a packet received from src at one of its
+// alternate addresses, from: one recorded by SetAlternates or, for a
+// bubble, one of announced (the alternate addresses the bubble itself
+// carries). Then, as with Heard, the entry becomes trusted with from as
+// its mapping and the packets queued for it are returned. ok is false, and
+// nothing changes, when src has no entry (HeardAlternate never creates
+// one: we must have sent src bubbles or learned its alternates from our
+// server) or from is none of its alternate addresses.
+func (l *List) HeardAlternate(src netip.Addr, from netip.AddrPort, announced []netip.AddrPort, now time.Time) (q [][]byte, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.peers[src]
+	if p == nil || !from.IsValid() || !slices.Contains(p.Alternates[:], from) && !slices.Contains(announced, from) {
+		return nil, false
+	}
+	l.lru.MoveToFront(p.elem)
+	return l.trust(p, from, now), true
+}
+
+// trust makes p trusted at mapping, heard now, and returns its queue.
+// Called with l.mu held.
+func (l *List) trust(p *Peer, mapping netip.AddrPort, now time.Time) [][]byte {
 	p.Mapping, p.Trusted, p.LastRX, p.Testing = mapping, true, now, false
 	p.bubbles = 0
 	q := p.queue

@@ -139,3 +139,55 @@ func BenchmarkRoute(b *testing.B) {
 		}
 	}
 }
+
+// A peer behind our NAT is trusted at an alternate address only if we
+// already have its entry and the address is one it announced: recorded
+// from a bubble our server relayed, or carried by the bubble itself.
+func TestHeardAlternate(t *testing.T) {
+	l := New(4, 0)
+	now := time.Unix(1000, 0)
+	a1 := netip.MustParseAddrPort("10.1.0.2:40000")
+	a2 := netip.MustParseAddrPort("10.1.0.3:40000")
+	other := netip.MustParseAddrPort("10.9.9.9:40000")
+
+	if _, ok := l.HeardAlternate(p1, a1, []netip.AddrPort{a1}, now); ok || l.Len() != 0 {
+		t.Fatalf("an unknown peer was heard at an alternate address (%d entries)", l.Len())
+	}
+	l.Queue(p1, []byte("queued"), now)
+	if _, ok := l.HeardAlternate(p1, other, []netip.AddrPort{a1}, now); ok {
+		t.Fatal("an address the peer never announced was accepted")
+	}
+	if _, ok := l.HeardAlternate(p1, netip.AddrPort{}, nil, now); ok {
+		t.Fatal("the zero address (an unused alternate) was accepted")
+	}
+	if e, _ := l.Lookup(p1); e.Trusted {
+		t.Fatal("refusals changed the entry")
+	}
+	q, ok := l.HeardAlternate(p1, a1, []netip.AddrPort{a1}, now)
+	if !ok || len(q) != 1 || string(q[0]) != "queued" {
+		t.Fatalf("announced by the bubble: %v %q", ok, q)
+	}
+	if m, ok := l.Route(p1, now); !ok || m != a1 {
+		t.Fatalf("route %v %v, want the alternate address %v", m, ok, a1)
+	}
+	if !l.Received(p1, a1, now) {
+		t.Fatal("traffic from the trusted alternate address refused")
+	}
+
+	// Recorded from a relayed bubble: later packets need not carry them.
+	l.SetAlternates(p2, []netip.AddrPort{a1, a2}, now)
+	if e, ok := l.Lookup(p2); !ok || e.Trusted || e.Alternates[0] != a1 || e.Alternates[1] != a2 || e.Alternates[2].IsValid() {
+		t.Fatalf("entry after SetAlternates: %+v", e)
+	}
+	if _, ok := l.HeardAlternate(p2, a2, nil, now); !ok {
+		t.Fatal("a recorded alternate address refused")
+	}
+	l.SetAlternates(p2, []netip.AddrPort{other}, now)
+	if e, _ := l.Lookup(p2); e.Alternates[0] != other || e.Alternates[1].IsValid() {
+		t.Fatalf("SetAlternates did not replace the old addresses: %v", e.Alternates)
+	}
+	l.SetAlternates(p2, []netip.AddrPort{a1, a1, a1, a1, a2}, now)
+	if e, _ := l.Lookup(p2); e.Alternates[3] != a1 {
+		t.Fatalf("more than the trailer's four: %v", e.Alternates)
+	}
+}

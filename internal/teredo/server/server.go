@@ -269,6 +269,7 @@ const (
 	dropDstNotGlobal  = "destination_not_global"
 	dropNotRelayed    = "not_relayed"
 	dropOversized     = "oversized_icmpv6"
+	dropLongTrailers  = "oversized_trailers"
 	dropEgress        = "egress_filter"
 	dropNotForUs      = "not_for_this_server"
 	dropQueueFull     = "queue_full"
@@ -282,6 +283,11 @@ const (
 // between Teredo peers: enough for echo tests, too small to make the
 // server an open relay (Miredo's rule, which Microsoft's servers share).
 const maxForwardedICMPv6 = 88
+
+// maxForwardedTrailers is the most trailer bytes a bubble passed between
+// Teredo peers may carry: room for all of RFC 6081's trailers at once (the
+// longest, the alternate addresses, takes 28), not for data.
+const maxForwardedTrailers = 64
 
 // handle applies the server and relay rules to one datagram that arrived
 // on socket i from src.
@@ -312,7 +318,9 @@ func (s *Server) handle(i int, b []byte, src netip.AddrPort, w *hostBatch) {
 		// no mapping check. Anything else from a link-local source is
 		// refused.
 		if a, ok := teredo.ParseAddress(to); ok && teredo.IsBubble(p) {
-			s.forward(a, p, src, a.Server == s.o.Primary)
+			if trailers, ok := s.bubbleTrailers(d); ok {
+				s.forward(a, p, trailers, src, a.Server == s.o.Primary)
+			}
 			return
 		}
 		s.c.drop(dropLinkLocal)
@@ -326,7 +334,7 @@ func (s *Server) handle(i int, b []byte, src netip.AddrPort, w *hostBatch) {
 			s.c.drop(dropNotForUs)
 			return
 		}
-		s.forward(a, p, src, true)
+		s.forward(a, p, nil, src, true)
 		return
 	}
 	fa, _ := teredo.ParseAddress(from)
@@ -377,7 +385,13 @@ func (s *Server) solicited(i int, d teredo.Datagram, src netip.AddrPort) {
 // goes directly, never through the server.
 func (s *Server) betweenClients(to teredo.Address, d teredo.Datagram, src netip.AddrPort) {
 	p := d.IPv6
-	if !teredo.IsBubble(p) {
+	var trailers []byte
+	if teredo.IsBubble(p) {
+		var ok bool
+		if trailers, ok = s.bubbleTrailers(d); !ok {
+			return
+		}
+	} else {
 		if packet.NextHeader(p) != packet.ProtoICMPv6 {
 			s.c.drop(dropNotRelayed)
 			return
@@ -387,24 +401,34 @@ func (s *Server) betweenClients(to teredo.Address, d teredo.Datagram, src netip.
 			return
 		}
 	}
-	s.forward(to, p, src, to.Server == s.o.Primary)
+	s.forward(to, p, trailers, src, to.Server == s.o.Primary)
 }
 
-// forward sends p to the Teredo peer to from the primary address, with an
-// origin indication naming src when withOrigin.
-func (s *Server) forward(to teredo.Address, p []byte, src netip.AddrPort, withOrigin bool) {
+// bubbleTrailers returns the trailers of the bubble d, which go with it
+// intact (RFC 6081: the peer reads them, e.g. the alternate addresses of a
+// client behind its own NAT); ok is false, and the bubble is counted and
+// dropped, when they are longer than maxForwardedTrailers.
+func (s *Server) bubbleTrailers(d teredo.Datagram) (trailers []byte, ok bool) {
+	if len(d.Trailers) > maxForwardedTrailers {
+		s.c.drop(dropLongTrailers)
+		return nil, false
+	}
+	return d.Trailers, true
+}
+
+// forward sends p and trailers to the Teredo peer to from the primary
+// address, with an origin indication naming src when withOrigin.
+func (s *Server) forward(to teredo.Address, p, trailers []byte, src netip.AddrPort, withOrigin bool) {
 	if !teredo.IsGlobalUnicast(to.Mapped.Addr(), s.o.Lab) {
 		s.c.drop(dropDstNotGlobal)
 		return
 	}
-	var b []byte
+	var buf [teredo.OriginLen + 1500]byte
+	b := buf[:0]
 	if withOrigin {
-		var buf [teredo.OriginLen + 1500]byte
-		b = teredo.AppendOrigin(buf[:0], src)
-		b = append(b, p...)
-	} else {
-		b = p
+		b = teredo.AppendOrigin(b, src)
 	}
+	b = append(append(b, p...), trailers...)
 	s.c.forwarded.Add(1)
 	s.send(0, b, to.Mapped)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -207,6 +208,17 @@ func TestServerAndRelay(t *testing.T) {
 		t.Fatalf("link-local bubble %+v", d.Header)
 	}
 	f.waitCounter("forwarded", 2)
+	// RFC 6081 trailers (here a nonce trailer and the alternate addresses
+	// of the hairpinning extension) go with the bubble, intact.
+	trailers := append([]byte{1, 4, 9, 8, 7, 6}, teredo.AppendAlternates(nil, netip.MustParseAddrPort("10.1.0.2:40000"))...)
+	send(t, a, append(teredo.AppendBubble(nil, addrA, addrB), trailers...), primary)
+	d, _ = recv(t, b)
+	if !teredo.IsBubble(d.IPv6) || !d.HasOrigin || !bytes.Equal(d.Trailers, trailers) {
+		t.Fatalf("bubble with trailers %+v: trailers % x, want % x", d.Header, d.Trailers, trailers)
+	}
+	f.waitCounter("forwarded", 3)
+	send(t, a, append(teredo.AppendBubble(nil, addrA, addrB), make([]byte, maxForwardedTrailers+1)...), primary)
+	f.waitCounter("drop_oversized_trailers", 1)
 
 	// Refusals, each counted once.
 	spoofed := teredo.Address{Server: primary, Mapped: netip.MustParseAddrPort("198.51.100.9:1")}.IPv6()
