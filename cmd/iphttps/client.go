@@ -146,6 +146,7 @@ are removed.`,
 	f.StringSliceVar(&cfg.UserspaceDNS, "userspace-dns", nil, "userspace mode: name server reached through the tunnel, tried first for host names (repeatable)")
 	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
 	addTeredoClientFlags(f, &cfg)
+	addSixToFourClientFlags(f, &cfg)
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
 }
@@ -225,6 +226,18 @@ func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) 
 			return o, fmt.Errorf("route %q: not an IPv6 prefix", r)
 		}
 		o.Routes = append(o.Routes, p.Masked())
+	}
+	if cfg.SixToFourRelay != "" {
+		if cfg.URL != "" || cfg.TeredoServer != "" {
+			return o, fmt.Errorf("give one of an IP-HTTPS URL, teredo_server (--teredo-server) and 6to4_relay (--6to4-relay): one client runs one transport")
+		}
+		t, err := sixToFourTransport(cfg, log)
+		if err != nil {
+			return o, err
+		}
+		o.Transport = t
+		o.Target = client.Target{URL: "6to4://" + cfg.SixToFourRelay}
+		return o, nil
 	}
 	if cfg.TeredoServer != "" {
 		if cfg.URL != "" {

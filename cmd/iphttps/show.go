@@ -106,6 +106,9 @@ or those given with --socket). The default layout is that of
 		sub("teredo", "Teredo state of each daemon (layout of netsh interface teredo show state)",
 			func(ifs []status.Interface) any { return status.TeredoJSON(ifs) },
 			func(ifs []status.Interface) error { return status.WriteTeredo(os.Stdout, ifs) }),
+		sub("6to4", "6to4 state of each daemon: Windows' 6to4 Service State, then the address, the relay and the tests that decide whether 6to4 carries traffic",
+			func(ifs []status.Interface) any { return status.SixToFourJSON(ifs) },
+			func(ifs []status.Interface) error { return status.WriteSixToFour(os.Stdout, ifs) }),
 		sub("clients", "Clients connected to the local server(s)",
 			func(ifs []status.Interface) any { return clientsOf(ifs) },
 			func(ifs []status.Interface) error {

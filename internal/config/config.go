@@ -135,6 +135,12 @@ type Client struct {
 	TeredoClientPort      int           `toml:"teredo_client_port"`
 	TeredoRefreshInterval time.Duration `toml:"teredo_refresh_interval"`
 	TeredoLab             bool          `toml:"teredo_lab"`
+	// 6to4 instead of IP-HTTPS: the relay (the DirectAccess server's
+	// public IPv4 address; "" off), documentation addresses counted as
+	// public, how often a working path is tested again.
+	SixToFourRelay        string        `toml:"6to4_relay"`
+	SixToFourLab          bool          `toml:"6to4_lab"`
+	SixToFourTestInterval time.Duration `toml:"6to4_test_interval"`
 	Log
 }
 
@@ -158,6 +164,7 @@ func DefaultClient() Client {
 		UserspaceDirect:    true,
 		// Windows' default Client Refresh Interval.
 		TeredoRefreshInterval: 30 * time.Second,
+		SixToFourTestInterval: time.Minute,
 		Log:                   Log{Level: "info", Format: "text"},
 	}
 }

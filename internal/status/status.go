@@ -39,6 +39,8 @@ type Interface struct {
 	// TeredoClient is set on a client whose transport is Teredo: what
 	// `netsh interface teredo show state` shows on Windows.
 	TeredoClient *TeredoState `json:"teredo_client,omitempty"`
+	// SixToFour is set on a client whose transport is 6to4.
+	SixToFour *SixToFourState `json:"6to4_client,omitempty"`
 }
 
 // TeredoState is a Teredo client's state in the words Windows uses
