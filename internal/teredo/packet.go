@@ -110,15 +110,7 @@ const BubbleLen = packet.HeaderLen
 // Next Header, no payload and hop limit 0, as Miredo sends it (RFC 4380
 // section 2.8).
 func AppendBubble(b []byte, src, dst netip.Addr) []byte {
-	return AppendIPv6Header(b, packet.ProtoNoNext, 0, 0, src, dst)
-}
-
-// AppendIPv6Header appends a fixed IPv6 header.
-func AppendIPv6Header(b []byte, next uint8, payloadLen int, hopLimit uint8, src, dst netip.Addr) []byte {
-	s, d := src.As16(), dst.As16()
-	b = append(b, 0x60, 0, 0, 0, byte(payloadLen>>8), byte(payloadLen), next, hopLimit)
-	b = append(b, s[:]...)
-	return append(b, d[:]...)
+	return packet.AppendIPv6Header(b, packet.ProtoNoNext, 0, 0, src, dst)
 }
 
 // IsBubble reports whether the IPv6 packet p (as Parse cut it) is a bubble:

@@ -28,7 +28,7 @@ func RSSource(cone bool) netip.Addr {
 func AppendRS(dst []byte, nonce [NonceLen]byte, cone bool) []byte {
 	dst = AppendAuth(dst, nonce, 0)
 	start := len(dst)
-	dst = AppendIPv6Header(dst, packet.ProtoICMPv6, 8, 255, RSSource(cone), packet.AllRouters())
+	dst = packet.AppendIPv6Header(dst, packet.ProtoICMPv6, 8, 255, RSSource(cone), packet.AllRouters())
 	dst = append(dst, packet.TypeRouterSolicitation, 0, 0, 0, 0, 0, 0, 0)
 	packet.SetICMPv6Checksum(dst[start:])
 	return dst

@@ -275,7 +275,7 @@ func TestNoAllocations(t *testing.T) {
 
 func BenchmarkParse(b *testing.B) {
 	pkt := AppendOrigin(nil, ap("192.0.2.1:3544"))
-	pkt = AppendIPv6Header(pkt, 6, 1200, 64, addr("2001:0:c633:640a::1"), addr("2001:db8:c0::10"))
+	pkt = packet.AppendIPv6Header(pkt, 6, 1200, 64, addr("2001:0:c633:640a::1"), addr("2001:db8:c0::10"))
 	pkt = append(pkt, make([]byte, 1200)...)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))

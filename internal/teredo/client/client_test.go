@@ -355,7 +355,7 @@ func TestRelayThroughServer(t *testing.T) {
 		t.Fatalf("Send took %d packets", n)
 	}
 	got := f.relayed(2, 3*time.Second)
-	if typ, _ := packet.ICMPv6Type(got[0]); typ != packet.TypeEchoRequest || packet.PayloadLen(got[0]) != echoLen ||
+	if typ, _ := packet.ICMPv6Type(got[0]); typ != packet.TypeEchoRequest || packet.PayloadLen(got[0]) != packet.NonceEchoLen ||
 		packet.Src(got[0]) != me || packet.Dst(got[0]) != intranetHost {
 		t.Fatalf("first relayed packet is not the echo test: % x", got[0])
 	}

@@ -28,10 +28,6 @@ const (
 	// maxRepliesPerSecond bounds the direct bubbles sent in answer to
 	// indirect bubbles.
 	maxRepliesPerSecond = 50
-	// echoLen is the ICMPv6 echo of a connectivity test: type, code,
-	// checksum, identifier and sequence (the nonce's first four bytes),
-	// then the 8-byte nonce as data.
-	echoLen = 16
 	// echoHopLimit is the connectivity test's hop limit.
 	echoHopLimit = 64
 )
@@ -158,11 +154,8 @@ func (s *session) echoTest(peers *peer.List, src, dst netip.Addr, now time.Time)
 		e, _ := peers.Lookup(dst)
 		nonce = e.Nonce
 	}
-	var buf [packet.HeaderLen + echoLen]byte
-	b := teredo.AppendIPv6Header(buf[:0], packet.ProtoICMPv6, echoLen, echoHopLimit, src, dst)
-	b = append(b, packet.TypeEchoRequest, 0, 0, 0, nonce[0], nonce[1], nonce[2], nonce[3])
-	b = append(b, nonce[:]...)
-	packet.SetICMPv6Checksum(b)
+	var buf [packet.HeaderLen + packet.NonceEchoLen]byte
+	b := packet.AppendNonceEcho(buf[:0], src, dst, echoHopLimit, nonce)
 	if s.write(b, s.primary) {
 		s.t.c.add(&s.t.c.echoTests, 1)
 	}
@@ -407,16 +400,8 @@ func (s *session) replyBubble(src, dst netip.Addr, to netip.AddrPort, now time.T
 // sequence and nonce, with a correct checksum); if so the UDP source
 // becomes src's trusted mapping and the packets queued for src go to it.
 func (s *session) echoReply(peers *peer.List, p []byte, src netip.Addr, from netip.AddrPort, now time.Time) bool {
-	if len(p) != packet.HeaderLen+echoLen || packet.NextHeader(p) != packet.ProtoICMPv6 ||
-		p[packet.HeaderLen] != packet.TypeEchoReply || p[packet.HeaderLen+1] != 0 {
-		return false
-	}
 	e, ok := peers.Lookup(src)
-	if !ok || !e.Testing {
-		return false
-	}
-	body := p[packet.HeaderLen+4:]
-	if !bytes.Equal(body[:4], e.Nonce[:4]) || !bytes.Equal(body[4:], e.Nonce[:]) || !packet.VerifyICMPv6Checksum(p) {
+	if !ok || !e.Testing || !packet.IsNonceEchoReply(p, e.Nonce) {
 		return false
 	}
 	s.t.c.add(&s.t.c.echoPassed, 1)

@@ -20,7 +20,6 @@ import (
 	"github.com/iphttps/iphttps/internal/lab"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/status"
-	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/server"
 	"github.com/iphttps/iphttps/internal/testenv"
 	"github.com/iphttps/iphttps/internal/testenv/netnstest"
@@ -235,7 +234,7 @@ func (f *fixture) udpIn(ns string, ap netip.AddrPort) *net.UDPConn {
 // echo builds an ICMPv6 echo message of type typ whose body (identifier,
 // sequence, data) is body.
 func echo(src, dst netip.Addr, typ uint8, body []byte) []byte {
-	b := teredo.AppendIPv6Header(nil, packet.ProtoICMPv6, 4+len(body), 64, src, dst)
+	b := packet.AppendIPv6Header(nil, packet.ProtoICMPv6, 4+len(body), 64, src, dst)
 	b = append(b, typ, 0, 0, 0)
 	b = append(b, body...)
 	packet.SetICMPv6Checksum(b)

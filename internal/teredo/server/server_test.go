@@ -154,7 +154,7 @@ func qualify(t *testing.T, c *net.UDPConn, cone bool) netip.Addr {
 // ipv6 builds an IPv6 packet with an ICMPv6 echo request of size bytes of
 // data.
 func ipv6(src, dst netip.Addr, size int) []byte {
-	b := teredo.AppendIPv6Header(nil, packet.ProtoICMPv6, 8+size, 64, src, dst)
+	b := packet.AppendIPv6Header(nil, packet.ProtoICMPv6, 8+size, 64, src, dst)
 	b = append(b, packet.TypeEchoRequest, 0, 0, 0, 0, 1, 0, 1)
 	b = append(b, make([]byte, size)...)
 	packet.SetICMPv6Checksum(b)
