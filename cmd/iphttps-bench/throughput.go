@@ -52,6 +52,8 @@ Two namespaces, ipbt-srv and ipbt-cli, are joined by a veth (192.0.2.1/24 and
            of the server namespace reached only through the tunnel
   miredo   Miredo 1.2, the Teredo peer: miredo-server on the same addresses, a Miredo relay
            (RelayType cone) on 192.0.2.12:3545 and a Miredo client; the same tests
+  6to4     iphttps' 6to4: the server's relay (--6to4 192.0.2.1) and a client with
+           --6to4-relay (IPv6 in IPv4 protocol 41 on raw sockets); the same tests
 
 Each test lasts --time seconds; the set is repeated --runs times and medians are
 reported. Before each test the benchmark waits (at most --quiet-wait) for the machine to
@@ -63,7 +65,8 @@ logs/.
 Targets (reported; --check makes a missed one exit 1): 1-stream tunnel throughput at
 least 40% of the TLS stream and 5x ocserv CSTP; ping under load at most 1/3 of ocserv's;
 idle round-trip overhead over the veth at most 0.2 ms; 1-stream Teredo throughput at
-least 2x Miredo's and 1.5x the IP-HTTPS tunnel's. --smoke runs neither peer (ocserv,
+least 2x Miredo's and 1.5x the IP-HTTPS tunnel's; 1-stream 6to4 throughput at least 1.5x
+the IP-HTTPS tunnel's. --smoke runs neither peer (ocserv,
 Miredo).
 
 Needs root, iproute2, iputils-ping, iperf3, ocserv, openconnect and Miredo: bench/run
@@ -132,7 +135,7 @@ did not (or, with --check, a target was missed).`,
 	f.IntVar(&seconds, "time", 10, "seconds per iperf3 test and TLS stream")
 	f.IntVar(&runs, "runs", 3, "repetitions of the whole set; medians are reported")
 	f.BoolVar(&smoke, "smoke", false, "CI check: 1 run of 2 s tests, 1 stream only (veth, TLS, iphttps, idle pings), no ocserv; fails if a tunnel carries no traffic")
-	f.StringSliceVar(&only, "only", nil, "sections to run, comma-separated: veth,tls,iphttps,ocserv,teredo,miredo (default all)")
+	f.StringSliceVar(&only, "only", nil, "sections to run, comma-separated: veth,tls,iphttps,ocserv,teredo,miredo,6to4 (default all)")
 	f.StringVar(&iphttps, "iphttps", "", "iphttps binary to test (default: iphttps next to this binary, then in PATH)")
 	f.StringVar(&results, "results", "bench/results", "directory for the result directories")
 	f.StringVar(&doc, "doc", "", "also write the table into this Markdown file between <!-- throughput:begin --> and <!-- throughput:end --> (created if missing)")

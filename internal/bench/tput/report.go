@@ -32,6 +32,8 @@ func rowName(sec string) string {
 		return "**iphttps Teredo**"
 	case SecMiredo:
 		return "Miredo (Teredo)"
+	case SecSixToFour:
+		return "**iphttps 6to4**"
 	}
 	return sec
 }

@@ -14,16 +14,17 @@ import (
 
 // Sections of the benchmark, in the order they run.
 const (
-	SecVeth    = "veth"    // plain TCP over the veth
-	SecTLS     = "tls"     // one TLS 1.3 stream, Go crypto/tls
-	SecIPHTTPS = "iphttps" // the iphttps tunnel
-	SecOcserv  = "ocserv"  // ocserv + openconnect, CSTP (TLS over TCP) only
-	SecTeredo  = "teredo"  // iphttps' Teredo client and server+relay
-	SecMiredo  = "miredo"  // Miredo's Teredo client, server and relay
+	SecVeth      = "veth"    // plain TCP over the veth
+	SecTLS       = "tls"     // one TLS 1.3 stream, Go crypto/tls
+	SecIPHTTPS   = "iphttps" // the iphttps tunnel
+	SecOcserv    = "ocserv"  // ocserv + openconnect, CSTP (TLS over TCP) only
+	SecTeredo    = "teredo"  // iphttps' Teredo client and server+relay
+	SecMiredo    = "miredo"  // Miredo's Teredo client, server and relay
+	SecSixToFour = "6to4"    // iphttps' 6to4 client and relay
 )
 
 // AllSections lists the sections in running order.
-var AllSections = []string{SecVeth, SecTLS, SecIPHTTPS, SecOcserv, SecTeredo, SecMiredo}
+var AllSections = []string{SecVeth, SecTLS, SecIPHTTPS, SecOcserv, SecTeredo, SecMiredo, SecSixToFour}
 
 // Kinds of measurement.
 const (
@@ -210,12 +211,13 @@ type Ratio struct {
 
 // Targets of the project for the tunnel (issue 5).
 const (
-	TargetTLSPct      = 40.0      // single stream ≥ 40% of the single TLS stream
-	TargetVsOcserv    = 5.0       // single stream ≥ 5× ocserv CSTP
-	TargetVsMiredo    = 2.0       // Teredo single stream ≥ 2× Miredo client -> Miredo relay
-	TargetTeredoVsTLS = 1.5       // Teredo single stream ≥ 1.5× the IP-HTTPS tunnel
-	TargetLoadedPing  = 1.0 / 3.0 // ping under load ≤ 1/3 of ocserv's
-	TargetIdleRTTMsUp = 0.2       // idle RTT overhead over the veth ≤ 0.2 ms
+	TargetTLSPct         = 40.0      // single stream ≥ 40% of the single TLS stream
+	TargetVsOcserv       = 5.0       // single stream ≥ 5× ocserv CSTP
+	TargetVsMiredo       = 2.0       // Teredo single stream ≥ 2× Miredo client -> Miredo relay
+	TargetTeredoVsTLS    = 1.5       // Teredo single stream ≥ 1.5× the IP-HTTPS tunnel
+	TargetSixToFourVsTLS = 1.5       // 6to4 single stream ≥ 1.5× the IP-HTTPS tunnel
+	TargetLoadedPing     = 1.0 / 3.0 // ping under load ≤ 1/3 of ocserv's
+	TargetIdleRTTMsUp    = 0.2       // idle RTT overhead over the veth ≤ 0.2 ms
 )
 
 func stream(sec string, n int, dir string) Test {
@@ -291,15 +293,10 @@ func Ratios(ss []Summary) []Ratio {
 			r.Met = met(r.Value >= TargetVsMiredo)
 			r.Detail = fmt.Sprintf("%.0f / %.0f Mbit/s", te.Mbps, mi.Mbps)
 		}
-		out = append(out, r)
-		ip, ok3 := find(ss, stream(SecIPHTTPS, 1, dir))
-		r = Ratio{Name: "iphttps Teredo / iphttps IP-HTTPS, 1 stream " + dir, Unit: "x", Target: fmt.Sprintf("≥ %.1fx", TargetTeredoVsTLS)}
-		if ok1 && ok3 && ip.Mbps > 0 {
-			r.Valid, r.Value = true, te.Mbps/ip.Mbps
-			r.Met = met(r.Value >= TargetTeredoVsTLS)
-			r.Detail = fmt.Sprintf("%.0f / %.0f Mbit/s", te.Mbps, ip.Mbps)
-		}
-		out = append(out, r)
+		out = append(out, r, overIPHTTPS(ss, SecTeredo, dir, TargetTeredoVsTLS))
+	}
+	for _, dir := range []string{"fwd", "rev"} {
+		out = append(out, overIPHTTPS(ss, SecSixToFour, dir, TargetSixToFourVsTLS))
 	}
 	veth, haveVeth := find(ss, idle(SecVeth))
 	for _, sec := range []string{SecIPHTTPS, SecOcserv} {
@@ -372,6 +369,26 @@ func sectionName(sec string) string {
 		return "iphttps"
 	case SecOcserv:
 		return "ocserv CSTP"
+	case SecTeredo:
+		return "iphttps Teredo"
+	case SecSixToFour:
+		return "iphttps 6to4"
+	case SecMiredo:
+		return "Miredo"
 	}
 	return sec
+}
+
+// overIPHTTPS is the ratio of one stream through the relayed transport sec
+// to one stream through the IP-HTTPS tunnel, in direction dir.
+func overIPHTTPS(ss []Summary, sec, dir string, target float64) Ratio {
+	te, ok1 := find(ss, stream(sec, 1, dir))
+	ip, ok2 := find(ss, stream(SecIPHTTPS, 1, dir))
+	r := Ratio{Name: sectionName(sec) + " / iphttps IP-HTTPS, 1 stream " + dir, Unit: "x", Target: fmt.Sprintf("≥ %.1fx", target)}
+	if ok1 && ok2 && ip.Mbps > 0 {
+		r.Valid, r.Value = true, te.Mbps/ip.Mbps
+		r.Met = met(r.Value >= target)
+		r.Detail = fmt.Sprintf("%.0f / %.0f Mbit/s", te.Mbps, ip.Mbps)
+	}
+	return r
 }

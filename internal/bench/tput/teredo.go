@@ -43,58 +43,76 @@ func (b *bench) teredoAddresses(ctx context.Context) error {
 // runTeredo measures iphttps' Teredo: `iphttps server --teredo` (server and
 // relay in one process) and `iphttps client --teredo-server`.
 func (b *bench) runTeredo(ctx context.Context, run int) {
-	sess := Session{Run: run, Section: SecTeredo}
+	b.runRelayed(ctx, run, SecTeredo, "iphttps Teredo",
+		[]string{"--teredo", teredoPrimary, "--teredo-lab"},
+		[]string{"--teredo-server", teredoPrimary, "--teredo-lab"})
+}
+
+// runSixToFour measures iphttps' 6to4: `iphttps server --6to4` on the
+// server's veth address and `iphttps client --6to4-relay` towards it.
+func (b *bench) runSixToFour(ctx context.Context, run int) {
+	host := b.pair.Srv4.Addr().String()
+	b.runRelayed(ctx, run, SecSixToFour, "iphttps 6to4",
+		[]string{"--6to4", host, "--6to4-lab"},
+		[]string{"--6to4-relay", host, "--6to4-lab"})
+}
+
+// runRelayed measures one of iphttps' relayed transports: the IP-HTTPS
+// server with srvArgs (its relay on), a client with cliArgs, the tests to
+// an address of the server namespace that only the tunnel reaches.
+func (b *bench) runRelayed(ctx context.Context, run int, sec, name string, srvArgs, cliArgs []string) {
+	sess := Session{Run: run, Section: sec}
 	defer func() { b.res.Sessions = append(b.res.Sessions, sess) }()
-	fail := b.sessionFail(&sess, "iphttps Teredo")
+	fail := b.sessionFail(&sess, name)
 	if err := b.teredoAddresses(ctx); err != nil {
 		fail(err)
 		return
 	}
-	srvSock := filepath.Join(b.work, "teredo-srv.sock")
-	cliSock := filepath.Join(b.work, "teredo-cli.sock")
+	srvSock := filepath.Join(b.work, sec+"-srv.sock")
+	cliSock := filepath.Join(b.work, sec+"-cli.sock")
 	for _, f := range []string{srvSock, cliSock} {
 		_ = os.Remove(f)
 	}
 	life := b.sectionLifetime()
-	srvLog := filepath.Join(b.logs, fmt.Sprintf("run%d-teredo-server.log", run))
-	cliLog := filepath.Join(b.logs, fmt.Sprintf("run%d-teredo-client.log", run))
+	srvLog := filepath.Join(b.logs, fmt.Sprintf("run%d-%s-server.log", run, sec))
+	cliLog := filepath.Join(b.logs, fmt.Sprintf("run%d-%s-client.log", run, sec))
 	host := b.pair.Srv4.Addr().String()
-	srv, err := netbench.Start(ctx, "iphttps Teredo server", netbench.Spec{
+	srv, err := netbench.Start(ctx, name+" server", netbench.Spec{
 		NS: NSSrv, Lifetime: life, Log: srvLog,
-		Argv: []string{b.opts.IPHTTPS, "server", "--listen", host + ":443", "--prefix", iphttpsPrefix,
-			"--route", teredoTargetNet, "--self-signed", host, "--teredo", teredoPrimary, "--teredo-lab",
-			"--control-socket", srvSock, "--log-level", "warn"},
+		Argv: append([]string{b.opts.IPHTTPS, "server", "--listen", host + ":443", "--prefix", iphttpsPrefix,
+			"--route", teredoTargetNet, "--self-signed", host,
+			"--control-socket", srvSock, "--log-level", "warn"}, srvArgs...),
 	})
 	if err != nil {
 		fail(err)
 		return
 	}
 	defer stopLogged(b, srv)
-	if err := waitFor(ctx, "iphttps Teredo server ready", 15*time.Second, func() bool { return exists(srvSock) }, srv); err != nil {
+	if err := waitFor(ctx, name+" server ready", 15*time.Second, func() bool { return exists(srvSock) }, srv); err != nil {
 		fail(err, srvLog)
 		return
 	}
 	start := time.Now()
-	cli, err := netbench.Start(ctx, "iphttps Teredo client", netbench.Spec{
+	cli, err := netbench.Start(ctx, name+" client", netbench.Spec{
 		NS: NSCli, Lifetime: life, Log: cliLog,
-		Argv: []string{b.opts.IPHTTPS, "client", "--teredo-server", teredoPrimary, "--teredo-lab",
-			"--route", teredoTargetNet, "--control-socket", cliSock, "--log-level", "warn"},
+		Argv: append([]string{b.opts.IPHTTPS, "client", "--route", teredoTargetNet,
+			"--control-socket", cliSock, "--log-level", "warn"}, cliArgs...),
 	})
 	if err != nil {
 		fail(err)
 		return
 	}
 	defer stopLogged(b, cli)
-	if err := waitFor(ctx, "ping through iphttps Teredo to "+teredoTarget, 30*time.Second, func() bool {
+	if err := waitFor(ctx, "ping through "+name+" to "+teredoTarget, 30*time.Second, func() bool {
 		return answers(ctx, teredoTarget)
 	}, srv, cli); err != nil {
 		fail(err, srvLog, cliLog)
 		return
 	}
 	sess.SetupSeconds = time.Since(start).Seconds()
-	b.log.Info("iphttps Teredo up", "run", run, "after", time.Since(start).Round(time.Millisecond))
+	b.log.Info(name+" up", "run", run, "after", time.Since(start).Round(time.Millisecond))
 	if mtu, err := linkMTU(ctx, NSCli, iphttpsCliDev); err == nil {
-		b.res.Machine.MTU[SecTeredo] = mtu
+		b.res.Machine.MTU[sec] = mtu
 	}
 	counters := func(ctx context.Context) map[string]uint64 {
 		out := map[string]uint64{}
@@ -107,7 +125,7 @@ func (b *bench) runTeredo(ctx context.Context, run int) {
 		return out
 	}
 	daemons := []daemon{{"server", srv}, {"client", cli}}
-	b.measureTunnel(ctx, run, SecTeredo, teredoTarget, daemons, counters, &sess)
+	b.measureTunnel(ctx, run, sec, teredoTarget, daemons, counters, &sess)
 	if !daemonsRunning(daemons) {
 		fail(fmt.Errorf("a daemon exited during the tests"), srvLog, cliLog)
 	}

@@ -256,6 +256,8 @@ func (b *bench) runAll(ctx context.Context) {
 				b.runTeredo(ctx, run)
 			case SecMiredo:
 				b.runMiredo(ctx, run)
+			case SecSixToFour:
+				b.runSixToFour(ctx, run)
 			}
 		}
 	}

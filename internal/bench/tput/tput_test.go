@@ -3,6 +3,7 @@ package tput
 import (
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,8 @@ func measurements() []Measurement {
 		add(run, SecTeredo, KindIperf, 1, "rev", 1200, 1.5)
 		add(run, SecMiredo, KindIperf, 1, "fwd", 600, 2.0)
 		add(run, SecMiredo, KindIperf, 1, "rev", 700, 2.0)
+		add(run, SecSixToFour, KindIperf, 1, "fwd", 6000, 1.0)
+		add(run, SecSixToFour, KindIperf, 1, "rev", 1500, 1.0)
 	}
 	return ms
 }
@@ -61,7 +64,7 @@ func TestSummarize(t *testing.T) {
 	ms[3].Quiet = netbench.Quiet{Busy: 150}
 	ms[3].Drops = map[string]uint64{"client drop_x": 2}
 	ss := Summarize(ms)
-	if len(ss) != 18 {
+	if len(ss) != 20 {
 		t.Fatalf("%d summaries", len(ss))
 	}
 	if ss[0].Key() != "veth/ping" || ss[1].Key() != "veth/iperf3/P4/fwd" {
@@ -124,9 +127,11 @@ func TestRatios(t *testing.T) {
 	check("iphttps Teredo / Miredo, 1 stream fwd", 1400.0/600, &yes)
 	check("iphttps Teredo / Miredo, 1 stream rev", 1200.0/700, &no)
 	check("iphttps Teredo / iphttps IP-HTTPS, 1 stream fwd", 1400.0/4000, &no)
+	check("iphttps 6to4 / iphttps IP-HTTPS, 1 stream fwd", 6000.0/4000, &yes)
+	check("iphttps 6to4 / iphttps IP-HTTPS, 1 stream rev", 1500.0/3000, &no)
 
 	unmet := Unmet(rs)
-	if len(unmet) != 6 || !strings.Contains(unmet[0], "38%") {
+	if len(unmet) != 7 || !strings.Contains(unmet[0], "38%") {
 		t.Fatalf("unmet %q", unmet)
 	}
 
@@ -142,7 +147,7 @@ func TestRatios(t *testing.T) {
 			t.Errorf("%s judged without ocserv", r.Name)
 		}
 	}
-	if u := Unmet(Ratios(Summarize(noOc))); len(u) != 8 || !strings.HasSuffix(u[2], "not measured") {
+	if u := Unmet(Ratios(Summarize(noOc))); len(u) != 9 || !strings.HasSuffix(u[2], "not measured") {
 		t.Errorf("unmet without ocserv %q", u)
 	}
 }
@@ -171,7 +176,7 @@ func TestMarkdown(t *testing.T) {
 		"| iphttps 1 stream fwd / TLS stream ceiling | 50% | 4000 / 8000 Mbit/s | ≥ 40% | **yes** |",
 		"| iphttps / ocserv CSTP, 1 stream fwd | 8.00x | 4000 / 500 Mbit/s | ≥ 5x | **yes** |",
 		"| idle RTT overhead of iphttps over the veth | +0.150 ms | 0.200 - 0.050 ms avg | ≤ 0.2 ms | **yes** |",
-		"Targets met: 5 of 11.",
+		"Targets met: 6 of 13.",
 		"| iphttps Teredo / Miredo, 1 stream fwd | 2.33x | 1400 / 600 Mbit/s | ≥ 2x | **yes** |",
 		"- TLS of TLS stream: TLS 1.3 TLS_AES_128_GCM_SHA256, server key ECDSA P-256",
 		"- MTU: veth 1500, iphttps 1280",
@@ -262,7 +267,7 @@ func TestLoadedPingPlan(t *testing.T) {
 
 func TestSmokeOptions(t *testing.T) {
 	o := Options{Runs: 3, Time: 10 * time.Second, Sections: AllSections}.smoke()
-	if o.Runs != 1 || o.Time != 2*time.Second || len(o.Sections) != 4 {
+	if o.Runs != 1 || o.Time != 2*time.Second || len(o.Sections) != 5 || !slices.Contains(o.Sections, SecSixToFour) || !slices.Contains(o.Sections, SecTeredo) {
 		t.Fatalf("smoke options %+v", o)
 	}
 	for _, s := range o.Sections {
