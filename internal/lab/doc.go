@@ -16,6 +16,18 @@
 // intranet 2001:db8:c0::/64. Every address lives inside namespaces the lab
 // creates, and nothing is ever sent elsewhere.
 //
+// The 6to4 test lab ([SixToFourUp]) is a topology of its own for 6to4 (IPv6
+// straight inside IPv4 protocol 41): an Internet router; the DirectAccess
+// server's host, 203.0.113.10, where [SixToFourLab.StartServer] runs
+// `iphttps server --6to4 203.0.113.10 --6to4-lab`, with the intranet host
+// 2001:db8:c0::10 (web server on port 80) behind it; and clients of three
+// kinds: public (198.51.100.10+N), behind a masquerading NAT whose inside
+// network looks public but is not routed (198.51.100.128/25: the
+// pseudo-public case), or public behind a firewall on the router that
+// drops protocol 41 and counts it. The end-to-end tests drive the server's
+// relay there from an independent peer, test/e2e/testdata/sixtofour_peer.py
+// (scapy and raw sockets).
+//
 // Namespaces and links are managed with the ip(8) command (iproute2), so what
 // the lab does can be repeated by hand; in-process sockets enter a namespace
 // with [Do]. Everything the lab creates is recorded in a state file in its

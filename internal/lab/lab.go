@@ -695,10 +695,15 @@ func (l *Lab) ExecContext(ctx context.Context, ns string, args ...string) ([]byt
 // Do runs fn inside namespace ns (see the package function Do).
 func (l *Lab) Do(ns string, fn func() error) error { return Do(ns, fn) }
 
-// HTTPGet fetches url from namespace ns with the in-process HTTP client.
-// The URL's host must be an IP literal. It returns the status line
-// ("HTTP/1.1 200 OK") and the body (at most 1 MiB).
+// HTTPGet is the package function HTTPGet.
 func (l *Lab) HTTPGet(ctx context.Context, ns, url string) (string, []byte, error) {
+	return HTTPGet(ctx, ns, url)
+}
+
+// HTTPGet fetches url from namespace ns with the in-process HTTP client
+// (bounded to 15 s). The URL's host must be an IP literal. It returns the
+// status line ("HTTP/1.1 200 OK") and the body (at most 1 MiB).
+func HTTPGet(ctx context.Context, ns, url string) (string, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	hc := &http.Client{Transport: &http.Transport{DialContext: Dialer(ns), DisableKeepAlives: true}}
@@ -861,12 +866,19 @@ func execIn(ctx context.Context, ns string, args ...string) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, errors.New("exec: no command")
 	}
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
-	// A grandchild holding the output pipe must not make us wait forever.
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
+	out, err := Command(ctx, ns, args...).CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("ip netns exec %s %s: %w", ns, strings.Join(args, " "), err)
 	}
 	return out, nil
+}
+
+// Command is args run in namespace ns with `ip netns exec` (which execs
+// them in place: the process's PID is the command's), killed when ctx
+// ends: for a caller that reads the output as it comes.
+func Command(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
+	// A grandchild holding the output pipe must not make us wait forever.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/user"
@@ -16,8 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -117,19 +113,18 @@ const (
 
 	// inet's IPv6 links: to tsrv (inet ::1, tsrv ::10), to trel (inet ::1,
 	// trel ::20).
-	teredoV6Tsrv      = "2001:db8:e1::"
-	teredoV6Trel      = "2001:db8:e2::"
-	maxTeredoClients  = 20
-	teredoNFTable     = "teredo_lab_nat"
-	vethToNAT         = "to-nat"
-	vethToTsrv        = "to-tsrv"
-	vethToTrel        = "to-trel"
-	vethToV6host      = "to-v6host"
-	miredoUser        = "miredo"
-	miredoServerUser  = "miredo-server"
-	miredoPrivproc    = "/usr/libexec/miredo/miredo-privproc"
-	miredoClientHook  = "/etc/miredo/client-hook"
-	teredoStopTimeout = 5 * time.Second
+	teredoV6Tsrv     = "2001:db8:e1::"
+	teredoV6Trel     = "2001:db8:e2::"
+	maxTeredoClients = 20
+	teredoNFTable    = "teredo_lab_nat"
+	vethToNAT        = "to-nat"
+	vethToTsrv       = "to-tsrv"
+	vethToTrel       = "to-trel"
+	vethToV6host     = "to-v6host"
+	miredoUser       = "miredo"
+	miredoServerUser = "miredo-server"
+	miredoPrivproc   = "/usr/libexec/miredo/miredo-privproc"
+	miredoClientHook = "/etc/miredo/client-hook"
 )
 
 // Teredo lab roles (namespace prefix+role; NATs and clients are "tnat1",
@@ -212,18 +207,8 @@ type TeredoOptions struct {
 // TeredoLab is a running Teredo topology. Its methods are safe for
 // concurrent use.
 type TeredoLab struct {
-	opts    TeredoOptions
-	log     *slog.Logger
-	dir     string
-	tempDir bool
-
-	mu         sync.Mutex
-	procs      map[string]*proc
-	order      []string // process names, in start order
-	namespaces []string // created, in creation order
-	web        *http.Server
-	webDone    chan struct{}
-	down       bool
+	*procLab // namespaces, processes, web server, Down
+	opts     TeredoOptions
 }
 
 // TeredoTools are the programs the Teredo lab runs, with their Debian
@@ -287,11 +272,11 @@ func TeredoUp(ctx context.Context, o TeredoOptions) (*TeredoLab, error) {
 	if err := checkTools(TeredoTools()); err != nil {
 		return nil, fmt.Errorf("teredo lab: %w", err)
 	}
-	t := &TeredoLab{opts: o, log: newLogger(o.Log), procs: map[string]*proc{}}
-	var err error
-	if t.dir, t.tempDir, err = workDir(o.Dir, "iphttps-teredo-lab-"); err != nil {
-		return nil, fmt.Errorf("teredo lab directory: %w", err)
+	pl, err := newProcLab("teredo lab", o.Prefix, o.Dir, "iphttps-teredo-lab-", o.Log)
+	if err != nil {
+		return nil, err
 	}
+	t := &TeredoLab{procLab: pl, opts: o}
 	start := time.Now()
 	if err := t.build(ctx); err != nil {
 		if derr := t.Down(); derr != nil {
@@ -307,22 +292,7 @@ func TeredoUp(ctx context.Context, o TeredoOptions) (*TeredoLab, error) {
 // RemoveStaleTeredo deletes every namespace named like a Teredo lab
 // namespace of prefix (killing its processes first).
 func RemoveStaleTeredo(ctx context.Context, prefix string) error {
-	if err := validPrefix(prefix); err != nil {
-		return err
-	}
-	names, err := ListNetns(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, n := range names {
-		if IsTeredoLabNamespace(prefix, n) {
-			if err := DeleteNetns(ctx, n); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return removeStaleNamespaces(ctx, prefix, IsTeredoLabNamespace)
 }
 
 func (t *TeredoLab) build(ctx context.Context) error {
@@ -332,11 +302,8 @@ func (t *TeredoLab) build(ctx context.Context) error {
 	if err := t.makeTopology(ctx); err != nil {
 		return fmt.Errorf("teredo lab topology: %w", err)
 	}
-	return t.startWeb()
+	return t.startWeb(t.NS(TeredoRoleCorp), TeredoIntranetHost, "")
 }
-
-// NS is the namespace of role (TeredoRoleInet, ..., "tnat1", "tcli1").
-func (t *TeredoLab) NS(role string) string { return t.opts.Prefix + role }
 
 // ClientNS is client i's namespace (1-based).
 func (t *TeredoLab) ClientNS(i int) string { return t.NS(TeredoClientRole(i)) }
@@ -372,37 +339,11 @@ func (t *TeredoLab) Clients() int { return t.opts.Clients }
 // Symmetric reports whether the NATs are symmetric.
 func (t *TeredoLab) Symmetric() bool { return t.opts.Symmetric }
 
-// Namespaces lists the lab's namespaces in creation order.
-func (t *TeredoLab) Namespaces() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.namespaces)
-}
-
-// Dir is the lab directory (configuration files, PID files, logs).
-func (t *TeredoLab) Dir() string { return t.dir }
-
-// LogFile is the log of process name (MiredoServerName, ...).
-func (t *TeredoLab) LogFile(name string) string { return filepath.Join(t.dir, name+".log") }
-
 // ConfFile is the configuration file of process name.
 func (t *TeredoLab) ConfFile(name string) string { return filepath.Join(t.dir, name+".conf") }
 
 // PIDFile is the PID file of process name (Miredo's -p).
 func (t *TeredoLab) PIDFile(name string) string { return filepath.Join(t.dir, name+".pid") }
-
-// SocketFile is the control socket of iphttps process name.
-func (t *TeredoLab) SocketFile(name string) string { return filepath.Join(t.dir, name+".sock") }
-
-func (t *TeredoLab) addNetns(ctx context.Context, ns string) error {
-	if err := AddNetns(ctx, ns); err != nil {
-		return err
-	}
-	t.mu.Lock()
-	t.namespaces = append(t.namespaces, ns)
-	t.mu.Unlock()
-	return nil
-}
 
 // addPeer adds the point-to-point address local (peer remote) to dev in
 // ns: the route to the peer comes with it.
@@ -527,91 +468,7 @@ table ip %[1]s {
 // loadNAT loads the NAT ruleset into ns (kept as <ns>.nft in the lab
 // directory, to repeat by hand).
 func (t *TeredoLab) loadNAT(ctx context.Context, ns string) error {
-	f := filepath.Join(t.dir, ns+".nft")
-	if err := os.WriteFile(f, []byte(TeredoNATRuleset(vethToInet, t.opts.Symmetric)), 0o644); err != nil {
-		return err
-	}
-	if out, err := t.ExecContext(ctx, ns, "nft", "-f", f); err != nil {
-		return fmt.Errorf("namespace %s: nft -f %s: %w: %s", ns, f, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// startWeb serves a page on [TeredoIntranetHost]:80 in corp.
-func (t *TeredoLab) startWeb() error {
-	srv, done, err := serveIntranetPage(t.NS(TeredoRoleCorp), TeredoIntranetHost, "", t.log)
-	if err != nil {
-		return fmt.Errorf("teredo lab web server: %w", err)
-	}
-	t.mu.Lock()
-	t.web, t.webDone = srv, done
-	t.mu.Unlock()
-	return nil
-}
-
-// Exec runs args in namespace ns (`ip netns exec`), bounded to 60 s, and
-// returns combined stdout and stderr.
-func (t *TeredoLab) Exec(ns string, args ...string) ([]byte, error) {
-	return t.ExecContext(context.Background(), ns, args...)
-}
-
-// ExecContext is Exec bounded by ctx as well.
-func (t *TeredoLab) ExecContext(ctx context.Context, ns string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return execIn(ctx, ns, args...)
-}
-
-// Start starts argv in namespace ns as process name, its output in
-// LogFile(name). A running process of that name is an error. Down stops it.
-func (t *TeredoLab) Start(name, ns string, argv ...string) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.down {
-		return errors.New("teredo lab: already torn down")
-	}
-	if old := t.procs[name]; old != nil && !old.exited() {
-		return fmt.Errorf("teredo lab: %s is already running (pid %d)", name, old.pid)
-	}
-	p, err := startProc(name, ns, t.LogFile(name), argv...)
-	if err != nil {
-		return err
-	}
-	t.procs[name] = p
-	t.order = append(t.order, name)
-	t.log.Info("started", "name", name, "namespace", ns, "pid", p.pid)
-	return nil
-}
-
-// Stop stops process name: SIGTERM to its top-level PID (Miredo then stops
-// its own children, the privileged helper included), SIGKILL to its process
-// group after 5 s. It returns nil only for exit status 0.
-func (t *TeredoLab) Stop(name string) error {
-	p := t.proc(name)
-	if p == nil {
-		return fmt.Errorf("teredo lab: %s not started", name)
-	}
-	return p.stop(syscall.SIGTERM, teredoStopTimeout)
-}
-
-// PID is the process ID of name, or 0.
-func (t *TeredoLab) PID(name string) int {
-	if p := t.proc(name); p != nil {
-		return p.pid
-	}
-	return 0
-}
-
-// Running reports whether name was started and has not exited.
-func (t *TeredoLab) Running(name string) bool {
-	p := t.proc(name)
-	return p != nil && !p.exited()
-}
-
-func (t *TeredoLab) proc(name string) *proc {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.procs[name]
+	return t.loadRuleset(ctx, ns, TeredoNATRuleset(vethToInet, t.opts.Symmetric))
 }
 
 // MiredoServerConf is miredo-server.conf for the lab's server.
@@ -801,35 +658,6 @@ func (t *TeredoLab) AddAttacker(ctx context.Context) (string, error) {
 	t.log.Info("attacker added", "namespace", atk, "address", TeredoAttackerIPv4,
 		"routed", []string{TeredoAttackerNet, TeredoAttackerPrivateNet})
 	return atk, nil
-}
-
-// poll calls check every 50 ms until it returns true, for at most timeout
-// (and ctx). It fails early if process name has exited. The error carries
-// check's last note and the tail of name's log.
-func (t *TeredoLab) poll(ctx context.Context, name string, timeout time.Duration, check func() (bool, string)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := time.Now()
-	var note string
-	for {
-		if p := t.proc(name); p != nil && p.exited() {
-			return fmt.Errorf("teredo lab: %s %s after %s (last: %s)\n%s", name, p.exitString(),
-				time.Since(start).Round(time.Millisecond), note, LogTail(t.LogFile(name), 30))
-		}
-		var ok bool
-		ok, note = check()
-		if ok {
-			return nil
-		}
-		tm := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			tm.Stop()
-			return fmt.Errorf("teredo lab: %s: not ready after %s: %w (last: %s)\n%s", name,
-				time.Since(start).Round(time.Millisecond), ctx.Err(), note, LogTail(t.LogFile(name), 30))
-		case <-tm.C:
-		}
-	}
 }
 
 // waitUDP waits until every one of addrs (ip:port) has a UDP socket bound
@@ -1055,67 +883,4 @@ func (t *TeredoLab) NATMapping(ctx context.Context, i int, dstNS string, dsts []
 		seen[k] = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	}
 	return local, seen, nil
-}
-
-// Down stops every process the lab started (the latest first; SIGTERM to
-// the top-level PID, SIGKILL to its group after 5 s), closes the web
-// server, deletes the namespaces (killing anything left in them) and the
-// lab directory if it was temporary. It returns clean-up failures and the
-// processes that had exited on their own (not stopped by Stop) with a
-// failure status. Down is idempotent and bounded (about 2 minutes at
-// worst).
-func (t *TeredoLab) Down() error {
-	t.mu.Lock()
-	if t.down {
-		t.mu.Unlock()
-		return nil
-	}
-	t.down = true
-	order := slices.Clone(t.order)
-	procs := make(map[string]*proc, len(t.procs))
-	for n, p := range t.procs {
-		procs[n] = p
-	}
-	web, webDone := t.web, t.webDone
-	namespaces := slices.Clone(t.namespaces)
-	t.mu.Unlock()
-
-	var errs []error
-	for _, n := range slices.Backward(order) {
-		p := procs[n]
-		if p == nil {
-			continue
-		}
-		delete(procs, n) // a name restarted appears twice in order
-		wasStopped, exited := p.stopped.Load(), p.exited()
-		err := p.stop(syscall.SIGTERM, teredoStopTimeout)
-		switch {
-		case wasStopped:
-		case exited && err != nil:
-			errs = append(errs, fmt.Errorf("%s had exited before Down: %w\n%s", n, err, LogTail(p.logPath, 20)))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("stop %s: %w\n%s", n, err, LogTail(p.logPath, 20)))
-		}
-	}
-	if web != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = web.Shutdown(ctx)
-		cancel()
-		_ = web.Close()
-		<-webDone
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, ns := range slices.Backward(namespaces) {
-		if err := DeleteNetns(ctx, ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if t.tempDir {
-		if err := os.RemoveAll(t.dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove teredo lab directory: %w", err))
-		}
-	}
-	t.log.Info("teredo lab is down", "prefix", t.opts.Prefix)
-	return errors.Join(errs...)
 }

@@ -2,8 +2,9 @@
 // TUN devices, the real kernel and real TLS, in the network-namespace lab of
 // internal/lab. They need root (they skip without it, and fail loudly when
 // the environment variable CI is set) and the Debian packages iproute2,
-// dnsmasq-base, iputils-ping, nftables, nmap, squid and haproxy (scripts/test
-// installs them).
+// dnsmasq-base, iputils-ping, nftables, nmap, squid, haproxy, miredo (the
+// Teredo peer) and python3-scapy (the 6to4 peer); scripts/test installs
+// them.
 //
 // Run them with: go test -v -count=1 -timeout 15m ./test/e2e/
 package e2e

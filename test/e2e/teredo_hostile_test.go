@@ -285,7 +285,7 @@ type teredoKind struct {
 	payload func(i int) []byte
 }
 
-func (k teredoKind) run(t *testing.T, srv teredoServer, atk *teredoAttacker) {
+func (k teredoKind) run(t *testing.T, srv relayServer, atk *teredoAttacker) {
 	t.Helper()
 	want := map[string]uint64{}
 	maps.Copy(want, k.also)
@@ -338,7 +338,7 @@ func (k teredoKind) run(t *testing.T, srv teredoServer, atk *teredoAttacker) {
 // list must stay at its bound (peer.DefaultMaxPeers), forgetting the least
 // recently used, and the server's memory is measured. It returns how many
 // packets the queue budget refused.
-func peerFlood(t *testing.T, tl *lab.TeredoLab, srv teredoServer, atk *teredoAttacker, pid int) (queueFull uint64) {
+func peerFlood(t *testing.T, tl *lab.TeredoLab, srv relayServer, atk *teredoAttacker, pid int) (queueFull uint64) {
 	t.Helper()
 	corp := tl.NS(lab.TeredoRoleCorp)
 	var c *net.UDPConn
@@ -439,7 +439,7 @@ func peerFlood(t *testing.T, tl *lab.TeredoLab, srv teredoServer, atk *teredoAtt
 // its nonce and mapping); the client table fills up to its bound and
 // counts every mapping beyond it as drop_client_table_full, which rsFlood
 // returns.
-func rsFlood(t *testing.T, srv teredoServer, atk *teredoAttacker) uint64 {
+func rsFlood(t *testing.T, srv relayServer, atk *teredoAttacker) uint64 {
 	t.Helper()
 	var flood []netip.AddrPort
 	for _, src := range []netip.Addr{attackerIPv4, teredoRSFloodSecond} {
@@ -557,24 +557,25 @@ func paced(n int, send func(i int)) {
 	}
 }
 
-// teredoServer reads the iphttps server's Teredo counters and status over
-// its control socket.
-type teredoServer struct {
-	t    *testing.T
-	sock string
+// relayServer reads the iphttps server's status over its control socket,
+// and the counters of one of its relays (transport "teredo" or "6to4").
+type relayServer struct {
+	t         *testing.T
+	sock      string
+	transport string
 }
 
 // startTeredoServer starts the iphttps server with its Teredo server and
 // relay in the lab's server namespace and waits until its status shows
 // Teredo.
-func startTeredoServer(t *testing.T, tl *lab.TeredoLab) teredoServer {
+func startTeredoServer(t *testing.T, tl *lab.TeredoLab) relayServer {
 	t.Helper()
 	err := tl.StartIPHTTPSServer("--self-signed", lab.ServerName, "--prefix", lab.LinkPrefix,
 		"--route", lab.IntranetPrefix, "--listen", lab.TeredoServerIPv4+":443")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := teredoServer{t: t, sock: tl.SocketFile(lab.IPHTTPSServerName)}
+	s := relayServer{t: t, sock: tl.SocketFile(lab.IPHTTPSServerName), transport: "teredo"}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -590,7 +591,7 @@ func startTeredoServer(t *testing.T, tl *lab.TeredoLab) teredoServer {
 	}
 }
 
-func (s teredoServer) status() status.Interface {
+func (s relayServer) status() status.Interface {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -601,16 +602,22 @@ func (s teredoServer) status() status.Interface {
 	return st
 }
 
-// counters returns the Teredo counters, without their "teredo/" prefix.
-func (s teredoServer) counters() map[string]uint64 {
+// counters returns the relay's counters, without their "teredo/" or
+// "6to4/" prefix.
+func (s relayServer) counters() map[string]uint64 {
 	s.t.Helper()
-	return counterMap(s.status())
+	return transportCounters(s.status(), s.transport)
 }
 
-func counterMap(st status.Interface) map[string]uint64 {
+// counterMap returns the Teredo counters of st, without their prefix.
+func counterMap(st status.Interface) map[string]uint64 { return transportCounters(st, "teredo") }
+
+// transportCounters returns the counters of st named transport+"/...",
+// without that prefix.
+func transportCounters(st status.Interface, transport string) map[string]uint64 {
 	m := map[string]uint64{}
 	for k, v := range st.Counters {
-		if name, ok := strings.CutPrefix(k, "teredo/"); ok {
+		if name, ok := strings.CutPrefix(k, transport+"/"); ok {
 			m[name] = v
 		}
 	}
@@ -620,7 +627,7 @@ func counterMap(st status.Interface) map[string]uint64 {
 // waitCounters waits (up to timeout) until every counter in want has
 // moved from before by at least its value. It reports whether they did,
 // after failing t (not fatally) if not.
-func (s teredoServer) waitCounters(before, want map[string]uint64, timeout time.Duration) bool {
+func (s relayServer) waitCounters(before, want map[string]uint64, timeout time.Duration) bool {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -876,9 +883,23 @@ func echo6(src, dst netip.Addr, seq, size int) []byte {
 // UDP sockets (the last column of /proc/net/udp in its namespace).
 func teredoSocketDrops(t *testing.T, tl *lab.TeredoLab) map[netip.AddrPort]uint64 {
 	t.Helper()
-	out, err := tl.Exec(tl.NS(lab.TeredoRoleServer), "cat", "/proc/net/udp")
+	drops := socketDrops(t, tl.NS(lab.TeredoRoleServer), "udp", teredo.Port)
+	if len(drops) != 2 {
+		t.Fatalf("want the server's two Teredo sockets in /proc/net/udp, found %v", drops)
+	}
+	return drops
+}
+
+// socketDrops reads the kernel's drop counts (the last column) of the
+// sockets in /proc/net/<file> of namespace ns ("udp", "raw") whose local
+// port is port (for a raw socket, its protocol), by local address.
+func socketDrops(t *testing.T, ns, file string, port uint16) map[netip.AddrPort]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := lab.Command(ctx, ns, "cat", "/proc/net/"+file).CombinedOutput()
 	if err != nil {
-		t.Fatalf("/proc/net/udp: %v: %s", err, out)
+		t.Fatalf("/proc/net/%s in %s: %v: %s", file, ns, err, out)
 	}
 	drops := map[netip.AddrPort]uint64{}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
@@ -888,14 +909,11 @@ func teredoSocketDrops(t *testing.T, tl *lab.TeredoLab) map[netip.AddrPort]uint6
 			continue
 		}
 		ap, err := parseProcNetAddr(f[1])
-		if err != nil || ap.Port() != teredo.Port {
+		if err != nil || ap.Port() != port {
 			continue
 		}
 		n, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
 		drops[ap] = n
-	}
-	if len(drops) != 2 {
-		t.Fatalf("want the server's two Teredo sockets in /proc/net/udp, found %v", drops)
 	}
 	return drops
 }

@@ -1,0 +1,286 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procLab is what the labs that run their own set of processes (the Teredo
+// and 6to4 labs) share: the namespaces they made, the processes they
+// started, the intranet web server, the lab directory, and their
+// tear-down. Its methods are safe for concurrent use.
+type procLab struct {
+	what    string // "teredo lab", "6to4 lab": starts messages and errors
+	prefix  string
+	log     *slog.Logger
+	dir     string
+	tempDir bool
+
+	mu         sync.Mutex
+	procs      map[string]*proc
+	order      []string // process names, in start order
+	namespaces []string // created, in creation order
+	web        *http.Server
+	webDone    chan struct{}
+	down       bool
+}
+
+// procStopTimeout is how long Stop and Down wait after SIGTERM before
+// killing a process group.
+const procStopTimeout = 5 * time.Second
+
+// newProcLab makes the shared part of a lab called what (in messages),
+// with the lab directory dir (see workDir; pattern names a temporary one).
+func newProcLab(what, prefix, dir, pattern string, log io.Writer) (*procLab, error) {
+	p := &procLab{what: what, prefix: prefix, log: newLogger(log), procs: map[string]*proc{}}
+	var err error
+	if p.dir, p.tempDir, err = workDir(dir, pattern); err != nil {
+		return nil, fmt.Errorf("%s directory: %w", what, err)
+	}
+	return p, nil
+}
+
+// removeStaleNamespaces deletes every namespace for which isLab(prefix,
+// name) holds (killing its processes first).
+func removeStaleNamespaces(ctx context.Context, prefix string, isLab func(prefix, name string) bool) error {
+	if err := validPrefix(prefix); err != nil {
+		return err
+	}
+	names, err := ListNetns(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if isLab(prefix, n) {
+			if err := DeleteNetns(ctx, n); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NS is the namespace of role: the lab's prefix followed by role.
+func (l *procLab) NS(role string) string { return l.prefix + role }
+
+// Namespaces lists the lab's namespaces in creation order.
+func (l *procLab) Namespaces() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.namespaces)
+}
+
+// Dir is the lab directory (configuration files, PID files, logs).
+func (l *procLab) Dir() string { return l.dir }
+
+// LogFile is the log of process name.
+func (l *procLab) LogFile(name string) string { return filepath.Join(l.dir, name+".log") }
+
+// SocketFile is the control socket of iphttps process name.
+func (l *procLab) SocketFile(name string) string { return filepath.Join(l.dir, name+".sock") }
+
+// addNetns creates namespace ns and records it for Down.
+func (l *procLab) addNetns(ctx context.Context, ns string) error {
+	if err := AddNetns(ctx, ns); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.namespaces = append(l.namespaces, ns)
+	l.mu.Unlock()
+	return nil
+}
+
+// loadRuleset loads an nftables ruleset into ns, kept as <ns>.nft in the
+// lab directory (to repeat by hand).
+func (l *procLab) loadRuleset(ctx context.Context, ns, ruleset string) error {
+	f := filepath.Join(l.dir, ns+".nft")
+	if err := os.WriteFile(f, []byte(ruleset), 0o644); err != nil {
+		return err
+	}
+	if out, err := l.ExecContext(ctx, ns, "nft", "-f", f); err != nil {
+		return fmt.Errorf("namespace %s: nft -f %s: %w: %s", ns, f, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// startWeb serves the intranet page on [host]:80 in ns (see
+// serveIntranetPage); Down stops it.
+func (l *procLab) startWeb(ns, host, via string) error {
+	srv, done, err := serveIntranetPage(ns, host, via, l.log)
+	if err != nil {
+		return fmt.Errorf("%s web server: %w", l.what, err)
+	}
+	l.mu.Lock()
+	l.web, l.webDone = srv, done
+	l.mu.Unlock()
+	return nil
+}
+
+// Exec runs args in namespace ns (`ip netns exec`), bounded to 60 s, and
+// returns combined stdout and stderr.
+func (l *procLab) Exec(ns string, args ...string) ([]byte, error) {
+	return l.ExecContext(context.Background(), ns, args...)
+}
+
+// ExecContext is Exec bounded by ctx as well.
+func (l *procLab) ExecContext(ctx context.Context, ns string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return execIn(ctx, ns, args...)
+}
+
+// Start starts argv in namespace ns as process name, its output in
+// LogFile(name). A running process of that name is an error. Down stops it.
+func (l *procLab) Start(name, ns string, argv ...string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return fmt.Errorf("%s: already torn down", l.what)
+	}
+	if old := l.procs[name]; old != nil && !old.exited() {
+		return fmt.Errorf("%s: %s is already running (pid %d)", l.what, name, old.pid)
+	}
+	p, err := startProc(name, ns, l.LogFile(name), argv...)
+	if err != nil {
+		return err
+	}
+	l.procs[name] = p
+	l.order = append(l.order, name)
+	l.log.Info("started", "name", name, "namespace", ns, "pid", p.pid)
+	return nil
+}
+
+// Stop stops process name: SIGTERM to its top-level PID (which stops its
+// own children: Miredo stops its privileged helper), SIGKILL to its process
+// group after 5 s. It returns nil only for exit status 0.
+func (l *procLab) Stop(name string) error {
+	p := l.proc(name)
+	if p == nil {
+		return fmt.Errorf("%s: %s not started", l.what, name)
+	}
+	return p.stop(syscall.SIGTERM, procStopTimeout)
+}
+
+// PID is the process ID of name, or 0.
+func (l *procLab) PID(name string) int {
+	if p := l.proc(name); p != nil {
+		return p.pid
+	}
+	return 0
+}
+
+// Running reports whether name was started and has not exited.
+func (l *procLab) Running(name string) bool {
+	p := l.proc(name)
+	return p != nil && !p.exited()
+}
+
+func (l *procLab) proc(name string) *proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.procs[name]
+}
+
+// poll calls check every 50 ms until it returns true, for at most timeout
+// (and ctx). It fails early if process name has exited. The error carries
+// check's last note and the tail of name's log.
+func (l *procLab) poll(ctx context.Context, name string, timeout time.Duration, check func() (bool, string)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	var note string
+	for {
+		if p := l.proc(name); p != nil && p.exited() {
+			return fmt.Errorf("%s: %s %s after %s (last: %s)\n%s", l.what, name, p.exitString(),
+				time.Since(start).Round(time.Millisecond), note, LogTail(l.LogFile(name), 30))
+		}
+		var ok bool
+		ok, note = check()
+		if ok {
+			return nil
+		}
+		tm := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return fmt.Errorf("%s: %s: not ready after %s: %w (last: %s)\n%s", l.what, name,
+				time.Since(start).Round(time.Millisecond), ctx.Err(), note, LogTail(l.LogFile(name), 30))
+		case <-tm.C:
+		}
+	}
+}
+
+// Down stops every process the lab started (the latest first; SIGTERM to
+// the top-level PID, SIGKILL to its group after 5 s), closes the web
+// server, deletes the namespaces (killing anything left in them) and the
+// lab directory if it was temporary. It returns clean-up failures and the
+// processes that had exited on their own (not stopped by Stop) with a
+// failure status. Down is idempotent and bounded (about 2 minutes at
+// worst).
+func (l *procLab) Down() error {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		return nil
+	}
+	l.down = true
+	order := slices.Clone(l.order)
+	procs := make(map[string]*proc, len(l.procs))
+	for n, p := range l.procs {
+		procs[n] = p
+	}
+	web, webDone := l.web, l.webDone
+	namespaces := slices.Clone(l.namespaces)
+	l.mu.Unlock()
+
+	var errs []error
+	for _, n := range slices.Backward(order) {
+		p := procs[n]
+		if p == nil {
+			continue
+		}
+		delete(procs, n) // a name restarted appears twice in order
+		wasStopped, exited := p.stopped.Load(), p.exited()
+		err := p.stop(syscall.SIGTERM, procStopTimeout)
+		switch {
+		case wasStopped:
+		case exited && err != nil:
+			errs = append(errs, fmt.Errorf("%s had exited before Down: %w\n%s", n, err, LogTail(p.logPath, 20)))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("stop %s: %w\n%s", n, err, LogTail(p.logPath, 20)))
+		}
+	}
+	if web != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = web.Shutdown(ctx)
+		cancel()
+		_ = web.Close()
+		<-webDone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, ns := range slices.Backward(namespaces) {
+		if err := DeleteNetns(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if l.tempDir {
+		if err := os.RemoveAll(l.dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s directory: %w", l.what, err))
+		}
+	}
+	l.log.Info(l.what+" is down", "prefix", l.prefix)
+	return errors.Join(errs...)
+}
