@@ -23,7 +23,7 @@ import (
 // (SixToFourOptions.Clients), for example:
 //
 //	cli1 ─────────────────────┐ 198.51.100.11      public
-//	cli2 ── nat2 ─────────────┤ 203.0.113.102      behind a NAT, inside
+//	cli2 ── nat2 ─────────────┤ 192.0.2.102        behind a NAT, inside
 //	 198.51.100.134/30        │                    198.51.100.132/30
 //	cli3 ─────────────────────┤ 198.51.100.13      filtered
 //	                        inet ── 203.0.113.0/24 ── da ── corp
@@ -136,8 +136,10 @@ func SixToFourNATRole(i int) string { return "nat" + strconv.Itoa(i) }
 func SixToFourPublicIPv4(i int) string { return fmt.Sprintf("198.51.100.%d", 10+i) }
 
 // sixToFourNATOutsideIPv4 is client i's NAT's outside address:
-// 203.0.113.(100+i).
-func sixToFourNATOutsideIPv4(i int) string { return fmt.Sprintf("203.0.113.%d", 100+i) }
+// 192.0.2.(100+i). It must not be in the server's 203.0.113.0/24, which
+// the server takes for its own link and would look for there rather than
+// through inet.
+func sixToFourNATOutsideIPv4(i int) string { return fmt.Sprintf("192.0.2.%d", 100+i) }
 
 // sixToFourNATInsideIPv4 is the NAT's (host 1) or the client's (host 2)
 // address on client i's inside link, a /30 of SixToFourNATInside.
