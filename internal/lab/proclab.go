@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,125 @@ func (l *procLab) addNetns(ctx context.Context, ns string) error {
 	l.namespaces = append(l.namespaces, ns)
 	l.mu.Unlock()
 	return nil
+}
+
+// disableDAD turns IPv6 duplicate address detection off in ns for the
+// interfaces created there from now on (the veths): their link-local
+// addresses are usable at once instead of tentative for up to 2 s (a
+// random delay of up to a second, then a second for the one probe). It
+// matters to a namespace that forwards IPv6: Linux solicits the neighbour
+// a forwarded packet goes to from the outgoing interface's link-local
+// address (the packet's source is not its own), and while that address is
+// tentative it sends no solicitation at all, so the forwarded packets wait
+// in the neighbour's queue of unresolved packets (net.ipv6.neigh.*.
+// unres_qlen_bytes, a few of the server's offloaded super-packets) until a
+// retransmission after detection ends, and whatever overflows it is lost
+// (/proc/net/stat/ndisc_cache: unresolved_discards). A lab link has no
+// duplicate to detect; AddAddr already gives the lab's own addresses
+// nodad. Both "all" and "default" must be 0 for the kernel to skip it.
+func disableDAD(ns string) error {
+	for _, k := range []string{"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"} {
+		if err := SetSysctl(ns, k, "0"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linksReadyTimeout bounds waitLinksReady.
+const linksReadyTimeout = 10 * time.Second
+
+// waitLinksReady waits (up to timeout, and ctx) until the links of the
+// lab's namespaces are ready to carry traffic (linksNotReady). Links come
+// up asynchronously: a veth's carrier and its link-local address appear
+// some time after `ip link set up` returned.
+func (l *procLab) waitLinksReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	namespaces := l.Namespaces()
+	var note string
+	for {
+		note = ""
+		for _, ns := range namespaces {
+			out, err := run(ctx, "ip", "-n", ns, "-j", "addr", "show")
+			if err == nil {
+				note, err = linksNotReady(out)
+			}
+			if err != nil {
+				note = err.Error()
+			}
+			if note != "" {
+				note = "namespace " + ns + ": " + note
+				break
+			}
+		}
+		if note == "" {
+			l.log.Debug(l.what+" links ready", "after", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		tm := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return fmt.Errorf("%s: links not ready after %s: %w (last: %s)", l.what,
+				time.Since(start).Round(time.Millisecond), ctx.Err(), note)
+		case <-tm.C:
+		}
+	}
+}
+
+// ipAddrShow is an interface in `ip -j addr show`'s output.
+type ipAddrShow struct {
+	IfName    string   `json:"ifname"`
+	Flags     []string `json:"flags"`
+	OperState string   `json:"operstate"`
+	LinkType  string   `json:"link_type"`
+	AddrInfo  []struct {
+		Family    string `json:"family"`
+		Local     string `json:"local"`
+		Scope     string `json:"scope"`
+		Tentative bool   `json:"tentative"`
+		DADFailed bool   `json:"dadfailed"`
+	} `json:"addr_info"`
+}
+
+// linksNotReady says why the interfaces of `ip -j addr show`'s output js
+// are not ready yet, or "" if they are: every interface that is up (but
+// the loopback) must have its carrier, an Ethernet one (a veth) an IPv6
+// link-local address, and no IPv6 address may be tentative or have failed
+// duplicate address detection.
+func linksNotReady(js []byte) (string, error) {
+	var ifs []ipAddrShow
+	if err := json.Unmarshal(js, &ifs); err != nil {
+		return "", fmt.Errorf("ip -j addr show: %w", err)
+	}
+	for _, i := range ifs {
+		if !slices.Contains(i.Flags, "UP") || slices.Contains(i.Flags, "LOOPBACK") {
+			continue
+		}
+		if slices.Contains(i.Flags, "NO-CARRIER") || i.OperState == "DOWN" || i.OperState == "LOWERLAYERDOWN" {
+			return fmt.Sprintf("%s has no carrier (%s)", i.IfName, i.OperState), nil
+		}
+		linkLocal := false
+		for _, a := range i.AddrInfo {
+			if a.Family != "inet6" {
+				continue
+			}
+			switch {
+			case a.DADFailed:
+				return fmt.Sprintf("%s: %s failed duplicate address detection", i.IfName, a.Local), nil
+			case a.Tentative:
+				return fmt.Sprintf("%s: %s is tentative", i.IfName, a.Local), nil
+			case a.Scope == "link":
+				linkLocal = true
+			}
+		}
+		if i.LinkType == "ether" && !linkLocal {
+			return fmt.Sprintf("%s has no IPv6 link-local address yet", i.IfName), nil
+		}
+	}
+	return "", nil
 }
 
 // loadRuleset loads an nftables ruleset into ns, kept as <ns>.nft in the

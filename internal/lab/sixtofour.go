@@ -205,7 +205,9 @@ type SixToFourLab struct {
 
 // SixToFourUp builds the 6to4 topology: namespaces, links, addresses,
 // routes, sysctls, the NATs' and the filter's nftables rulesets and the
-// intranet web server. It does not start the server (StartServer).
+// intranet web server, and waits until every link has its carrier and a
+// usable IPv6 link-local address (duplicate address detection is off in
+// the lab: see disableDAD). It does not start the server (StartServer).
 // Namespaces left over from an earlier lab with the same prefix are
 // removed first; on error everything created is removed.
 func SixToFourUp(ctx context.Context, o SixToFourOptions) (*SixToFourLab, error) {
@@ -280,6 +282,12 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 		if err := l.addNetns(ctx, ns); err != nil {
 			return err
 		}
+		// Before the veths: da forwards the clients' packets to corp,
+		// which it cannot solicit while its link-local address there is
+		// tentative (see disableDAD).
+		if err := disableDAD(ns); err != nil {
+			return err
+		}
 	}
 	steps := []func() error{
 		// The Internet.
@@ -335,7 +343,9 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	// Every link has its carrier and its link-local address before the
+	// first packet: the lab is up when it can carry traffic.
+	return l.waitLinksReady(ctx, linksReadyTimeout)
 }
 
 // SixToFourFilterRuleset is inet's nftables ruleset for the filtered

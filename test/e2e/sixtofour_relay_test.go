@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -502,8 +503,12 @@ func TestSixToFourRelay(t *testing.T) {
 	// The public client pings the intranet host (one router, the server,
 	// in between) and the server's own 6to4 address.
 	ping := sixToFourPing{client: 1, dsts: []netip.Addr{host, self}, count: 5, id: 0x6401, wait: 2 * time.Second}
+	pathStart := readIntranetPath(t, l)
 	replies, sum := runPing(t, l, ping)
 	checkEchoes(t, l, ping, map[netip.Addr]int{host: 1, self: 0}, replies, sum)
+	if sum.Received != sum.Sent {
+		t.Logf("public client: %d of %d echoes lost; on the way to the intranet host, %s", sum.Sent-sum.Received, sum.Sent, pathStart.lost(readIntranetPath(t, l)))
+	}
 	n := uint64(sum.Sent)
 	srv.waitCounters(start, map[string]uint64{"packets_sent": n}, 5*time.Second)
 	afterPing := srv.counters()
@@ -634,6 +639,7 @@ func TestSixToFourRelayHostile(t *testing.T) {
 		t.Fatalf("want the relay's one protocol-41 socket in /proc/net/raw, found %v", rawDropsStart)
 	}
 	start := srv.counters()
+	pathStart := readIntranetPath(t, l)
 
 	ping := sixToFourPing{client: honest, dsts: []netip.Addr{host}, count: 400, id: 0x6404, wait: 2 * time.Second, untilStdin: true}
 	pinger := startPing(t, l, ping)
@@ -682,7 +688,8 @@ func TestSixToFourRelayHostile(t *testing.T) {
 		} else {
 			carried += uint64(k.n)
 			if got := sink.waitCount(int64(carried), 10*time.Second); got != int64(carried) {
-				t.Errorf("%s: the intranet host's UDP sink got %d datagrams, want %d", k.kind, got, carried)
+				t.Errorf("%s: the intranet host's UDP sink got %d datagrams, want %d; on the way, %s",
+					k.kind, got, carried, pathStart.lost(readIntranetPath(t, l)))
 			}
 		}
 		after := srv.counters()
@@ -705,6 +712,9 @@ func TestSixToFourRelayHostile(t *testing.T) {
 	// The honest client noticed nothing.
 	replies, sum := pinger.finish(10 * time.Second)
 	checkEchoes(t, l, ping, map[netip.Addr]int{host: 1}, replies, sum)
+	if sum.Received != sum.Sent {
+		t.Logf("honest peer: %d of %d echoes lost; on the way, %s", sum.Sent-sum.Received, sum.Sent, pathStart.lost(readIntranetPath(t, l)))
+	}
 	if sum.StoppedBy != "stdin" {
 		t.Errorf("the honest peer stopped (%s) before the attack ended (%s)", sum.StoppedBy, attackTook.Round(time.Millisecond))
 	}
@@ -733,8 +743,18 @@ func TestSixToFourRelayHostile(t *testing.T) {
 			t.Errorf("the kernel dropped %d packets at the relay's socket %s", d-rawDropsStart[a], a)
 		}
 	}
+	// Every datagram the relay carried reached the sink: a shortfall is
+	// the daemon's unless the kernel counted it on the way (the sink's
+	// socket overflowing, a neighbour queue, ...), which the message
+	// says.
+	pathEnd := readIntranetPath(t, l)
 	if got := sink.count(); got != flood {
-		t.Errorf("the intranet host's UDP sink got %d datagrams, want %d", got, flood)
+		t.Errorf("the intranet host's UDP sink got %d datagrams, want %d; on the way, %s", got, flood, pathStart.lost(pathEnd))
+	}
+	for _, k := range []string{"Udp6RcvbufErrors", "Udp6InErrors"} {
+		if d := pathEnd.corp[k] - pathStart.corp[k]; d != 0 {
+			t.Errorf("the intranet host's kernel counted %d %s: the sink's socket fell behind the flood (not the daemon's loss)", d, k)
+		}
 	}
 
 	// Only the two real clients made it into the table.
@@ -748,6 +768,104 @@ func TestSixToFourRelayHostile(t *testing.T) {
 			t.Errorf("show clients: client %d is %+v (listed %v); want %s with %d packets in", i, c, ok, l.Client6to4(i), in)
 		}
 	}
+}
+
+// intranetPath is a reading of the kernel's counters on the way from the
+// server's TUN device to the intranet host: da's IPv6 forwarding, corp's
+// IPv6, ICMPv6 and UDP (the sink's socket), and the neighbour table's
+// discards of packets waiting for a neighbour to be resolved.
+type intranetPath struct {
+	da, corp map[string]uint64
+	// unresolved is unresolved_discards of /proc/net/stat/ndisc_cache:
+	// the IPv6 neighbour table is one for the whole host, so other
+	// namespaces' discards count there too.
+	unresolved uint64
+}
+
+// intranetPathCounters are the counters intranetPath.lost reports, by
+// namespace role.
+var intranetPathCounters = map[string][]string{
+	lab.SixToFourRoleServer: {"Ip6InDiscards", "Ip6OutDiscards", "Ip6InNoRoutes", "Ip6OutNoRoutes", "Ip6InTooBigErrors", "Icmp6OutDestUnreachs"},
+	lab.SixToFourRoleCorp:   {"Ip6InDiscards", "Ip6InAddrErrors", "Udp6InErrors", "Udp6RcvbufErrors", "Udp6NoPorts"},
+}
+
+func readIntranetPath(t *testing.T, l *lab.SixToFourLab) intranetPath {
+	t.Helper()
+	return intranetPath{
+		da:         procNetSnmp6(t, l.NS(lab.SixToFourRoleServer)),
+		corp:       procNetSnmp6(t, l.NS(lab.SixToFourRoleCorp)),
+		unresolved: ndiscUnresolvedDiscards(t),
+	}
+}
+
+// lost says which of the kernel's loss counters on the way moved from p
+// to q.
+func (p intranetPath) lost(q intranetPath) string {
+	var moved []string
+	for _, role := range []string{lab.SixToFourRoleServer, lab.SixToFourRoleCorp} {
+		before, after := p.da, q.da
+		if role == lab.SixToFourRoleCorp {
+			before, after = p.corp, q.corp
+		}
+		for _, k := range intranetPathCounters[role] {
+			if d := after[k] - before[k]; d != 0 {
+				moved = append(moved, fmt.Sprintf("%s %s +%d", role, k, d))
+			}
+		}
+	}
+	if d := q.unresolved - p.unresolved; d != 0 {
+		moved = append(moved, fmt.Sprintf("host-wide IPv6 neighbour unresolved_discards +%d (packets or offloaded super-packets)", d))
+	}
+	if len(moved) == 0 {
+		return "the kernel counted no loss"
+	}
+	return "the kernel counted " + strings.Join(moved, ", ")
+}
+
+// procNetSnmp6 reads /proc/net/snmp6 in namespace ns.
+func procNetSnmp6(t *testing.T, ns string) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := lab.Command(ctx, ns, "cat", "/proc/net/snmp6").CombinedOutput()
+	if err != nil {
+		t.Fatalf("/proc/net/snmp6 in %s: %v: %s", ns, err, out)
+	}
+	m := map[string]uint64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				m[f[0]] = n
+			}
+		}
+	}
+	return m
+}
+
+// ndiscUnresolvedDiscards sums the unresolved_discards column of
+// /proc/net/stat/ndisc_cache (one line per CPU, in hexadecimal).
+func ndiscUnresolvedDiscards(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/stat/ndisc_cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	col := slices.Index(strings.Fields(lines[0]), "unresolved_discards")
+	if col < 0 {
+		t.Fatalf("/proc/net/stat/ndisc_cache has no unresolved_discards column: %q", lines[0])
+	}
+	var sum uint64
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); len(f) > col {
+			n, err := strconv.ParseUint(f[col], 16, 64)
+			if err != nil {
+				t.Fatalf("/proc/net/stat/ndisc_cache: %q: %v", line, err)
+			}
+			sum += n
+		}
+	}
+	return sum
 }
 
 // finishAttack ends the attack mode (its input) and waits for its exit.
