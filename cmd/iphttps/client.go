@@ -17,6 +17,8 @@ import (
 	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/config"
 	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/iphttps"
+	iphttpsclient "github.com/iphttps/iphttps/internal/iphttps/client"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/tundev"
@@ -196,13 +198,10 @@ func startUserspace(cfg config.Client, o *client.Options) (*userspace.Proxies, e
 
 func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) {
 	o := client.Options{
-		Log:                log,
-		Interface:          cfg.Interface,
-		AcceptDefaultRoute: cfg.AcceptDefaultRoute,
-		Backoff:            client.Backoff{Initial: cfg.ReconnectInitial, Max: cfg.ReconnectMax, Jitter: cfg.ReconnectJitter},
-		ConnectTimeout:     cfg.ConnectTimeout,
-		RATimeout:          cfg.RATimeout,
-		ControlSocket:      cfg.ControlSocket,
+		Log:           log,
+		Interface:     cfg.Interface,
+		Backoff:       client.Backoff{Initial: cfg.ReconnectInitial, Max: cfg.ReconnectMax, Jitter: cfg.ReconnectJitter},
+		ControlSocket: cfg.ControlSocket,
 	}
 	if o.ControlSocket == "" {
 		o.ControlSocket = control.SocketPath("client", cfg.Interface)
@@ -235,8 +234,7 @@ func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) 
 		if err != nil {
 			return o, err
 		}
-		o.Transport = t
-		o.Target = client.Target{URL: "6to4://" + cfg.SixToFourRelay}
+		o.Transport, o.URL = t, "6to4://"+cfg.SixToFourRelay
 		return o, nil
 	}
 	if cfg.TeredoServer != "" {
@@ -247,45 +245,55 @@ func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) 
 		if err != nil {
 			return o, err
 		}
-		o.Transport = t
-		o.Target = client.Target{URL: "teredo://" + cfg.TeredoServer}
+		o.Transport, o.URL = t, "teredo://"+cfg.TeredoServer
 		return o, nil
 	}
 	if cfg.URL == "" {
 		return o, fmt.Errorf("no IP-HTTPS URL: give it as the argument or as url in the configuration file (e.g. https://da.example.com/IPHTTPS)")
 	}
-	if o.Target, err = client.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
+	to := iphttpsclient.Options{ConnectTimeout: cfg.ConnectTimeout, RATimeout: cfg.RATimeout, AcceptDefaultRoute: cfg.AcceptDefaultRoute}
+	o.URL = cfg.URL
+	if to.Target, err = iphttps.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
 		// As on Windows, an unusable URL is a state, not a crash: the client
 		// runs, shows "Invalid IPHTTPS URL specified" (0x4be) and waits for a
 		// corrected configuration (SIGHUP).
-		o.Target, o.URLError = client.Target{URL: cfg.URL}, err
+		to.Target, o.ConfigError = iphttps.Target{URL: cfg.URL}, err
 	}
-	if o.Proxy, err = proxyConfig(cfg); err != nil {
+	if to.Proxy, err = proxyConfig(cfg); err != nil {
 		return o, err
 	}
-	if o.URLError != nil || !o.Target.HTTPS {
-		return o, nil
+	if o.ConfigError == nil && to.Target.HTTPS {
+		if to.TLS, err = tlsConfig(cfg, to.Target.Host); err != nil {
+			return o, err
+		}
 	}
+	o.Transport = iphttpsclient.New(to)
+	return o, nil
+}
+
+// tlsConfig is the client's TLS configuration for host: the trusted roots
+// (--ca, else the system's), the client certificate, the name rule.
+func tlsConfig(cfg config.Client, host string) (*tls.Config, error) {
 	var roots *x509.CertPool
 	if cfg.CA != "" {
+		var err error
 		if roots, err = pki.LoadPool(cfg.CA); err != nil {
-			return o, fmt.Errorf("ca: %w", err)
+			return nil, fmt.Errorf("ca: %w", err)
 		}
 	}
 	var certs []tls.Certificate
 	if cfg.Cert != "" || cfg.Key != "" {
 		c, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
 		if err != nil {
-			return o, fmt.Errorf("client certificate (cert %q, key %q): %w", cfg.Cert, cfg.Key, err)
+			return nil, fmt.Errorf("client certificate (cert %q, key %q): %w", cfg.Cert, cfg.Key, err)
 		}
 		certs = append(certs, c)
 	}
-	rule, err := client.ParseNameRule(cfg.NameRule)
+	rule, err := iphttps.ParseNameRule(cfg.NameRule)
 	if err != nil {
-		return o, err
+		return nil, err
 	}
-	o.TLS = client.TLSConfig(o.Target.Host, roots, rule, certs, nil)
-	return o, nil
+	return iphttps.TLSConfig(host, roots, rule, certs, nil), nil
 }
 
 // proxyConfig resolves the proxy settings; credentials come from the

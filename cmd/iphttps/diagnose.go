@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/config"
 	"github.com/iphttps/iphttps/internal/diagnose"
+	"github.com/iphttps/iphttps/internal/iphttps"
 )
 
 // errDiagnosisFailed is returned (exit status 1) when a check failed; the
@@ -144,7 +144,7 @@ func diagnoseOptions(c config.Client) (diagnose.Options, error) {
 		}
 		o.Certificates = []tls.Certificate{cert}
 	}
-	if o.NameRule, err = client.ParseNameRule(c.NameRule); err != nil {
+	if o.NameRule, err = iphttps.ParseNameRule(c.NameRule); err != nil {
 		return o, err
 	}
 	if o.Proxy, err = proxyConfig(c); err != nil {

@@ -1,17 +1,16 @@
-// Package client is the IP-HTTPS client: it keeps an HTTPS connection to the
-// server up (reconnecting with the spec's timer), runs the host side of the
-// link (router solicitation, address autoconfiguration with duplicate address
-// detection, routes), and moves packets between the TUN device and the
-// connection in batches.
+// Package client is the client's host side, written once for every
+// transport: this machine's end of the tunnel (a kernel TUN device, or the
+// in-process stack of --userspace), the status and the control socket,
+// reload, the reconnect timer of [MS-IPHTTPS], and the reader of the
+// packets the host sends into the tunnel. A Transport (IP-HTTPS, package
+// iphttps/client; Teredo, package teredo/client) carries them.
 package client
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -22,35 +21,34 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/iphttps/iphttps/internal/control"
-	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
-// LinkMTU is the IP-HTTPS link MTU ([MS-IPHTTPS] 3.1.5.2).
+// LinkMTU is the tunnel interface's MTU: the IPv6 minimum, the link MTU of
+// IP-HTTPS ([MS-IPHTTPS] 3.1.5.2) and of Teredo.
 const LinkMTU = 1280
 
 // Options is a validated client configuration.
 type Options struct {
-	Target Target
-	// URLError is set when the configured URL is unusable: the client then
-	// only reports it (0x4be) until a reload brings a good one.
-	URLError           error
-	TLS                *tls.Config // nil for plain HTTP
-	Proxy              proxy.Config
-	Interface          string
-	Routes             []netip.Prefix
-	AcceptDefaultRoute bool
-	Backoff            Backoff
-	ConnectTimeout     time.Duration
-	RATimeout          time.Duration
-	Offload            tundev.Offload // for the default host, a kernel TUN device
+	// Transport carries the packets; required.
+	Transport Transport
+	// URL is what the status shows as the interface's URL (the IP-HTTPS
+	// URL as configured, as Windows shows it).
+	URL string
+	// ConfigError is set when the configuration cannot work (an unusable
+	// URL): the client then only reports it, with its code, until a reload
+	// brings a good one.
+	ConfigError error
+	Interface   string
+	// Routes are the configured routes into the tunnel (Link.Routes).
+	Routes  []netip.Prefix
+	Backoff Backoff
+	Offload tundev.Offload // for the default host, a kernel TUN device
 	// Host makes this machine's end of the link; nil: a kernel TUN device
 	// named Interface (KernelHost).
 	Host OpenHost
-	// Transport carries the packets; nil: IP-HTTPS to Target.
-	Transport Transport
 	// Listeners are shown in the status (the --userspace proxy listeners).
 	Listeners     []string
 	ControlSocket string
@@ -58,13 +56,11 @@ type Options struct {
 }
 
 type counters struct {
-	pktsUp, bytesUp, pktsDown, bytesDown       atomic.Uint64
-	dropLinkDown, dropOutboxFull, dropBadFrame atomic.Uint64
-	tunWriteErrors, tunReadErrors, connects    atomic.Uint64
-	dropNotIPv6                                atomic.Uint64
+	pktsUp, bytesUp, pktsDown, bytesDown atomic.Uint64
+	dropLinkDown, tunReadErrors          atomic.Uint64
 }
 
-// Client is a running IP-HTTPS client.
+// Client is a running client.
 type Client struct {
 	o     Options // read and replaced only by Run's goroutine, between connections
 	iface string  // o.Interface, which never changes
@@ -77,27 +73,21 @@ type Client struct {
 	host     Host                      // set by createInterface before anything else uses it
 	cur      atomic.Pointer[senderRef] // the live session's sender; nil while down
 	c        counters
-	lk       link
-	routerLL atomic.Pointer[netip.Addr] // source of the last router advertisement: the liveness probes' target
 }
 
 // New prepares a client; nothing touches the system until Run.
 func New(o Options) *Client {
 	c := &Client{o: o, iface: o.Interface, log: o.Log, reloaded: make(chan struct{})}
-	c.lk.init()
 	if o.Host == nil {
 		o.Host = KernelHost(o.Interface, o.Offload)
 		c.o.Host = o.Host
 	}
-	if o.Transport == nil {
-		c.o.Transport = ipHTTPS{c}
-	}
 	c.st.Update(func(s *status.Interface) {
-		s.Name, s.Source, s.Role, s.URL = "IPHTTPSInterface", "Local", "client", o.Target.URL
+		s.Source, s.Role, s.URL = "Local", "client", o.URL
 		s.Device, s.State, s.PID, s.Since = o.Interface, "Enabled", os.Getpid(), time.Now()
 		s.Listeners = o.Listeners
 		s.InterfaceStatus = winerr.StatusConnecting
-		if in, ok := c.o.Transport.(interface{ InitStatus(*status.Interface) }); ok {
+		if in, ok := o.Transport.(StatusIniter); ok {
 			in.InitStatus(s)
 		}
 	})
@@ -139,12 +129,14 @@ func (c *Client) Status() status.Interface {
 	s.Counters = map[string]uint64{
 		"packets_up": c.c.pktsUp.Load(), "bytes_up": c.c.bytesUp.Load(),
 		"packets_down": c.c.pktsDown.Load(), "bytes_down": c.c.bytesDown.Load(),
-		"drop_link_down": c.c.dropLinkDown.Load(), "drop_outbox_full": c.c.dropOutboxFull.Load(),
-		"drop_bad_frame": c.c.dropBadFrame.Load(), "drop_not_ipv6": c.c.dropNotIPv6.Load(),
-		"tun_write_errors": c.c.tunWriteErrors.Load(), "tun_read_errors": c.c.tunReadErrors.Load(),
-		"connects": c.c.connects.Load(),
+		"drop_link_down": c.c.dropLinkDown.Load(), "tun_read_errors": c.c.tunReadErrors.Load(),
 	}
-	if tc, ok := c.o.Transport.(interface{ Counters() map[string]uint64 }); ok {
+	if tc, ok := c.o.Transport.(InterfaceCounter); ok {
+		for k, v := range tc.InterfaceCounters() {
+			s.Counters[k] += v
+		}
+	}
+	if tc, ok := c.o.Transport.(Counter); ok {
 		prefix := strings.ToLower(c.o.Transport.Name()) + "/"
 		for k, v := range tc.Counters() {
 			s.Counters[prefix+k] = v
@@ -156,6 +148,9 @@ func (c *Client) Status() status.Interface {
 // Run keeps the tunnel up until ctx ends, then removes the TUN device (and with
 // it every address and route on it) and the control socket.
 func (c *Client) Run(ctx context.Context) error {
+	if c.o.Transport == nil {
+		return errors.New("client: no transport")
+	}
 	ctl, err := control.Listen(c.o.ControlSocket)
 	if err != nil {
 		return err
@@ -184,7 +179,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() { c.host.Close(); <-upDone }()
 	ctx = runCtx
 
-	c.log.Info("client starting", "transport", c.o.Transport.Name(), "url", c.o.Target.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
+	c.log.Info("client starting", "transport", c.o.Transport.Name(), "url", c.o.URL, "interface", c.host.Describe(), "offload", c.host.Offloaded())
 	kick := make(chan struct{}, 1)
 	go func() {
 		if err := watchNetwork(ctx, c.iface, kick); err != nil && ctx.Err() == nil {
@@ -197,8 +192,8 @@ func (c *Client) Run(ctx context.Context) error {
 		if c.applyReload() {
 			bo = c.o.Backoff
 		}
-		if c.o.URLError != nil {
-			c.fail(c.o.URLError)
+		if c.o.ConfigError != nil {
+			c.fail(c.o.ConfigError)
 			c.st.Update(func(s *status.Interface) { s.NextRetry = time.Time{} })
 			reload := c.reloadChan()
 			if !c.reloadPending() {
@@ -218,7 +213,7 @@ func (c *Client) Run(ctx context.Context) error {
 		// it. So does a network change for a transport that asks for it
 		// (Teredo: the NAT mapping may have changed with the network).
 		var changes <-chan struct{}
-		if r, ok := c.o.Transport.(interface{ RequalifyOnNetworkChange() bool }); ok && r.RequalifyOnNetworkChange() {
+		if r, ok := c.o.Transport.(Requalifier); ok && r.RequalifyOnNetworkChange() {
 			changes = kick
 		}
 		var changed atomic.Bool
@@ -236,7 +231,7 @@ func (c *Client) Run(ctx context.Context) error {
 		began := time.Now()
 		wasUp, err := c.o.Transport.Connect(sctx, c)
 		upFor := time.Since(began)
-		if u, ok := c.o.Transport.(interface{ UpFor() time.Duration }); ok {
+		if u, ok := c.o.Transport.(UpTimer); ok {
 			upFor = u.UpFor()
 		}
 		endSession()
@@ -278,7 +273,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.fail(err)
 		return err
 	}
-	c.log.Info("IP-HTTPS client stopping: removing the interface", "interface", c.o.Interface)
+	c.log.Info("client stopping: removing the interface", "transport", c.o.Transport.Name(), "interface", c.o.Interface)
 	return nil
 }
 
@@ -297,7 +292,7 @@ func (c *Client) createInterface(ctx context.Context) error {
 		c.fail(err)
 		wait := bo.Next(time.Now())
 		c.st.Update(func(s *status.Interface) { s.NextRetry = time.Now().Add(wait) })
-		c.log.Error("cannot create the IP-HTTPS interface", "err", err, "retry_in", wait.Round(time.Second))
+		c.log.Error("cannot create the tunnel interface", "err", err, "retry_in", wait.Round(time.Second))
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
@@ -352,6 +347,9 @@ func sleepOrKick(ctx context.Context, d time.Duration, kick, reload <-chan struc
 // connection attempt or wait ends and the next one uses o. The interface
 // cannot change without a restart.
 func (c *Client) Reload(o Options) error {
+	if o.Transport == nil {
+		return errors.New("client: reload without a transport")
+	}
 	if o.Interface != c.iface {
 		return fmt.Errorf("the interface name cannot change on reload (%s -> %s): restart the client", c.iface, o.Interface)
 	}
@@ -388,12 +386,12 @@ func (c *Client) applyReload() bool {
 		o.Log = c.log
 	}
 	o.Host, o.Listeners = c.o.Host, c.o.Listeners // made once, at the start
-	if o.Transport == nil {
-		o.Transport = ipHTTPS{c}
+	if t, ok := o.Transport.(Successor); ok {
+		t.TakeOver(c.o.Transport)
 	}
 	c.o = *o
-	c.st.Update(func(s *status.Interface) { s.URL = o.Target.URL })
-	c.log.Info("configuration reloaded; reconnecting", "url", o.Target.URL, "routes", o.Routes)
+	c.st.Update(func(s *status.Interface) { s.URL = o.URL })
+	c.log.Info("configuration reloaded; reconnecting", "url", o.URL, "routes", o.Routes)
 	return true
 }
 
@@ -441,11 +439,4 @@ func (c *Client) send(pkts [][]byte) {
 	n, bytes := ref.Send(pkts)
 	c.c.pktsUp.Add(uint64(n))
 	c.c.bytesUp.Add(uint64(bytes))
-}
-
-// serverIsIPv6 reports whether the outer connection runs over IPv6, in which
-// case a default route through the tunnel would capture it.
-func serverIsIPv6(conn net.Conn) bool {
-	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
-	return err == nil && ap.Addr().Unmap().Is6()
 }

@@ -9,10 +9,10 @@ import (
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
-// Host is this machine's end of the IP-HTTPS link: where the packets the
-// server sends go, where the packets for the tunnel come from, and where the
-// link engine puts the addresses and routes the server advertises. The kernel
-// TUN device is one (the default); an in-process IPv6 stack is the other
+// Host is this machine's end of the tunnel: where the packets from the other
+// side go, where the packets for the tunnel come from, and where the
+// transport puts the addresses and routes it configures. The kernel TUN
+// device is one (the default); an in-process IPv6 stack is the other
 // (--userspace, package userspace).
 type Host interface {
 	// Read, Write and BatchSize move packets as wireguard-go's tun.Device
@@ -45,7 +45,7 @@ type kernelHost struct {
 }
 
 // KernelHost returns an OpenHost that creates the TUN device name (MTU 1280)
-// and readies it for the link engine.
+// and readies it for a transport.
 func KernelHost(name string, off tundev.Offload) OpenHost {
 	return func() (Host, error) {
 		dev, err := tundev.Create(name, LinkMTU, off)

@@ -4,12 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/iphttps/iphttps/internal/status"
 )
 
 // Transport is one way of carrying the host's IPv6 packets to the other
-// side: IP-HTTPS (this package's default) or Teredo (package
+// side: IP-HTTPS (package iphttps/client) or Teredo (package
 // teredo/client). The client's host side, written once, runs any of them:
 // the TUN device or in-process stack, the addresses and routes on it, the
 // status and control socket, reload and the reconnect timer.
@@ -24,6 +25,31 @@ type Transport interface {
 	// (package winerr), nil when ctx ended.
 	Connect(ctx context.Context, l Link) (up bool, err error)
 }
+
+// What a transport may also do; the host side asks with a type assertion.
+type (
+	// StatusIniter sets the status fields the transport owns (the
+	// interface's name as Windows shows it, for one) before the first
+	// session.
+	StatusIniter interface{ InitStatus(*status.Interface) }
+	// Counter has counters of its own, shown in the status under the
+	// transport's name ("teredo/...").
+	Counter interface{ Counters() map[string]uint64 }
+	// InterfaceCounter counts under the interface's own names (drops, the
+	// connections made); they are added to the host side's counters of the
+	// same name.
+	InterfaceCounter interface{ InterfaceCounters() map[string]uint64 }
+	// UpTimer tells how long the last session was up, when that is not
+	// the time Connect ran (the reconnect timer restarts only after a
+	// session that was up for a while).
+	UpTimer interface{ UpFor() time.Duration }
+	// Requalifier asks the host side to end the session and start another
+	// at once when the network changes (a NAT mapping may have changed).
+	Requalifier interface{ RequalifyOnNetworkChange() bool }
+	// Successor keeps what the transport it replaces on a reload holds
+	// across sessions (the addresses on the host, the counters).
+	Successor interface{ TakeOver(prev Transport) }
+)
 
 // Link is what a transport's session may use of the host side.
 type Link interface {

@@ -18,7 +18,7 @@ const (
 	CheckIPv6           = "platform-ipv6"        // IPv6 enabled in this network namespace (0x643)
 	CheckTUN            = "platform-tun"         // /dev/net/tun usable, CAP_NET_ADMIN (0x643)
 	CheckInterface      = "platform-interface"   // no stale or duplicate device of that name (0x34)
-	CheckURL            = "url"                  // client.ParseURL (0x4be)
+	CheckURL            = "url"                  // iphttps.ParseURL (0x4be)
 	CheckDNS            = "dns"                  // the server name resolves (0x2af9, 0x2afc)
 	CheckProxy          = "proxy"                // the proxy in effect, and its CONNECT (0x2af9, 0x2afc)
 	CheckTCP            = "tcp"                  // TCP to the server's port (0x274c, 0x274d, ...)

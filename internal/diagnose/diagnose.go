@@ -10,8 +10,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/iphttps"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -38,7 +38,7 @@ type Options struct {
 	RootCerts []*x509.Certificate
 	// Certificates is the client certificate, if any.
 	Certificates []tls.Certificate
-	NameRule     client.NameRule
+	NameRule     iphttps.NameRule
 	Proxy        proxy.Config
 	// ControlSockets are control sockets to ask besides those in
 	// ControlDirs, to find the client that owns an existing interface.
@@ -246,7 +246,7 @@ type session struct {
 	o Options
 	d Deps
 
-	target     client.Target
+	target     iphttps.Target
 	routesDone bool
 	routes     []proxy.Route
 	routesErr  error

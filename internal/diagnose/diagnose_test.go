@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/iphttps/iphttpstest"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -38,10 +39,10 @@ func fakeDeps(t *testing.T, d *fakeDNS) Deps {
 func TestRunHealthyAndServerDown(t *testing.T) {
 	p := newPKI(t)
 	cert := p.server.TLS()
-	r := newResponder(t, responderOptions{cert: &cert})
+	r := newResponder(t, iphttpstest.Options{Cert: &cert})
 	d := newFakeDNS(t, zone{a: map[string][]netip.Addr{"da.example.test.": {netip.MustParseAddr("127.0.0.1")}}})
 	o := Options{
-		URL:       "https://da.example.test:" + r.port() + "/IPHTTPS",
+		URL:       "https://da.example.test:" + r.Port() + "/IPHTTPS",
 		Interface: "iphttps0",
 		Roots:     p.roots,
 		RootsName: "--ca test",
@@ -69,8 +70,7 @@ func TestRunHealthyAndServerDown(t *testing.T) {
 	wantSaw(t, tlsc, "cipher suite", "TLS_")
 
 	// The server stops: TCP is refused, everything after it is skipped.
-	r.ln.Close()
-	r.wg.Wait()
+	r.Close()
 	rep = Run(context.Background(), o, fakeDeps(t, d), nil)
 	if rep.Result != Fail || rep.Failed != CheckTCP || rep.Code != Code(winerr.ConnRefused) || rep.ExitCode() != 1 {
 		t.Fatalf("server down: %s at %s %s", rep.Result, rep.Failed, rep.Code)
@@ -94,12 +94,12 @@ func TestRunHealthyAndServerDown(t *testing.T) {
 }
 
 func TestRunUserspaceAndPlainHTTP(t *testing.T) {
-	r := newResponder(t, responderOptions{})
+	r := newResponder(t, iphttpstest.Options{})
 	d := newFakeDNS(t, zone{a: map[string][]netip.Addr{"da.example.test.": {netip.MustParseAddr("127.0.0.1")}}})
 	deps := fakeDeps(t, d)
 	deps.TUNPath = filepath.Join(t.TempDir(), "missing") // would fail, but userspace needs no TUN
 	o := Options{
-		URL:            "http://da.example.test:" + r.port() + "/IPHTTPS",
+		URL:            "http://da.example.test:" + r.Port() + "/IPHTTPS",
 		AllowPlainHTTP: true,
 		Userspace:      true,
 		Interface:      "iphttps0",

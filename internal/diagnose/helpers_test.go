@@ -3,7 +3,6 @@ package diagnose
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
@@ -11,15 +10,13 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/iphttps/iphttps/internal/iphttps/iphttpstest"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/router"
-	"github.com/iphttps/iphttps/internal/wire"
 )
 
 // wantCheck fails t unless c has status st and code (code < 0: no code).
@@ -200,157 +197,16 @@ func newPKI(t *testing.T) testPKI {
 	return testPKI{ca: ca, server: srv, roots: roots}
 }
 
-// responder is an in-process IP-HTTPS server on loopback: the request head
-// read with internal/wire, the 200 answer, then the link's router
-// (internal/router) answering the client's packets.
-type responder struct {
-	ln net.Listener
-	// status, when not 200, is the answer to every request.
-	status int
-	// ra, when set, replaces the router: what to send after the 200
-	// (nil packets: nothing at all).
-	ra     func() [][]byte
-	router *router.Router
-	wg     sync.WaitGroup
-}
-
-type responderOptions struct {
-	status int
-	ra     func() [][]byte
-	cert   *tls.Certificate // nil: plain TCP
-	// clientCAs, when set, makes the server require a client certificate
-	// from them.
-	clientCAs *x509.CertPool
-	maxTLS    uint16
-}
-
-func newResponder(t *testing.T, o responderOptions) *responder {
+// newResponder is an IP-HTTPS server on loopback (iphttpstest) whose router
+// answers solicitations with the prefix 2001:db8:1::/64 and the route
+// 2001:db8:c0::/48; it does not advertise unasked.
+func newResponder(t *testing.T, o iphttpstest.Options) *iphttpstest.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.cert != nil {
-		cfg := &tls.Config{Certificates: []tls.Certificate{*o.cert}, MaxVersion: o.maxTLS}
-		if o.clientCAs != nil {
-			cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, o.clientCAs
-		}
-		ln = tls.NewListener(ln, cfg)
-	}
-	rt, err := router.New(router.Config{
+	o.Router = router.Config{
 		Prefix: netip.MustParsePrefix("2001:db8:1::/64"),
 		Routes: []netip.Prefix{netip.MustParsePrefix("2001:db8:c0::/48")},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	if o.status == 0 {
-		o.status = http.StatusOK
-	}
-	r := &responder{ln: ln, status: o.status, ra: o.ra, router: rt}
-	r.wg.Add(1)
-	go r.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		r.wg.Wait()
-	})
-	return r
-}
-
-func (r *responder) port() string {
-	_, p, _ := net.SplitHostPort(r.ln.Addr().String())
-	return p
-}
-
-func (r *responder) serve() {
-	defer r.wg.Done()
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	defer func() {
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		open[c] = true
-		mu.Unlock()
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			defer c.Close()
-			r.session(c)
-			mu.Lock()
-			delete(open, c)
-			mu.Unlock()
-		}()
-	}
-}
-
-// connPort is a router.Port writing to the connection.
-type connPort struct {
-	mu sync.Mutex
-	c  net.Conn
-}
-
-func (p *connPort) Send(pkt []byte) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, err := p.c.Write(pkt)
-	return err == nil
-}
-
-func (r *responder) session(c net.Conn) {
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	rd := wire.NewReader(c, 0)
-	req, err := rd.ReadRequest(0)
-	if err != nil {
-		return
-	}
-	now := time.Now()
-	if r.status != http.StatusOK || !strings.EqualFold(req.Path, "/IPHTTPS") {
-		st := r.status
-		if st == http.StatusOK {
-			st = http.StatusNotFound
-		}
-		c.Write(wire.AppendError(nil, st, "Microsoft-HTTPAPI/2.0", now))
-		return
-	}
-	if _, err := c.Write(wire.AppendResponse(nil, "Microsoft-HTTPAPI/2.0", now)); err != nil {
-		return
-	}
-	if r.ra != nil {
-		// Wait for the solicitation, then send the scripted packets.
-		if _, err := rd.Next(); err != nil {
-			return
-		}
-		for _, p := range r.ra() {
-			c.Write(p)
-		}
-		for {
-			if _, err := rd.Next(); err != nil {
-				return
-			}
-		}
-	}
-	port := &connPort{c: c}
-	cl := r.router.Attach(port)
-	defer r.router.Detach(cl)
-	for {
-		pkt, err := rd.Next()
-		if err != nil {
-			return
-		}
-		r.router.FromClient(cl, pkt)
-	}
+	return iphttpstest.New(t, o)
 }
 
 func writeFile(t *testing.T, p, s string) {

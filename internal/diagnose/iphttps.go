@@ -12,40 +12,20 @@ import (
 
 	"github.com/mdlayher/ndp"
 
-	"github.com/iphttps/iphttps/internal/client"
-	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/iphttps"
 	"github.com/iphttps/iphttps/internal/winerr"
 	"github.com/iphttps/iphttps/internal/wire"
 )
 
-const (
-	maxHead    = 8 << 10  // the longest response head accepted, as the client
-	readerSize = 64 << 10 // the packet reader's buffer
-)
-
-// deadlineFrom bounds conn's I/O by ctx (its deadline, and its end) until
-// the returned function is called.
-func deadlineFrom(ctx context.Context, conn net.Conn) func() {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	return func() {
-		stop()
-		conn.SetDeadline(time.Time{})
-	}
-}
-
 // checkPOST sends the IP-HTTPS request the client sends and reads the
-// answer: it must be 200. h is the TLS handshake (nil for plain HTTP).
-func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake) (Check, *wire.Reader) {
+// answer (iphttps.Open): it must be 200. h is the TLS handshake (nil for
+// plain HTTP).
+func checkPOST(ctx context.Context, conn net.Conn, t iphttps.Target, h *handshake) (Check, *wire.Reader) {
 	var saw Facts
-	defer deadlineFrom(ctx, conn)()
 	saw.Add("request", fmt.Sprintf("POST %s HTTP/1.1, Content-Length: %s, Host: %s", t.Path, wire.MaxContentLength, t.HostHeader))
 	tlsFail := func(err error) Check {
 		if h != nil {
-			asked := h.Asked.Load()
-			if c := tlsFailure(err, saw, asked, h.HaveCert); c.Code != nil && uint32(*c.Code) == winerr.IncompleteCredentials {
+			if c := tlsFailure(err, saw, h.Asked, h.HaveCert); c.Code != nil && uint32(*c.Code) == winerr.IncompleteCredentials {
 				return c
 			}
 		}
@@ -57,21 +37,28 @@ func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake
 		return fail(code, saw, cause,
 			"check the server's log: it may refuse this client (too many clients, client certificate), or something on the way cuts the connection")
 	}
-	r := wire.NewReader(conn, readerSize)
-	resp, err := wire.Open(conn, r, t.Path, t.HostHeader, maxHead)
-	if errors.Is(err, wire.ErrRequest) {
-		saw.Add("send", err)
-		return tlsFail(err), nil
+	var (
+		sendErr, answerErr error // wire.Open's, as they came
+		resp               *wire.Response
+	)
+	tr := &iphttps.Trace{
+		WroteRequest: func(err error) { sendErr = err },
+		GotResponse:  func(r *wire.Response, err error) { resp, answerErr = r, err },
 	}
-	if err != nil {
+	r, _ := iphttps.Open(ctx, conn, t, iphttps.ReaderSize, tr)
+	if sendErr != nil {
+		saw.Add("send", sendErr)
+		return tlsFail(sendErr), nil
+	}
+	if answerErr != nil {
 		var he *wire.HeadError
-		saw.Add("answer", err)
-		if errors.As(err, &he) {
+		saw.Add("answer", answerErr)
+		if errors.As(answerErr, &he) {
 			return fail(winerr.NoData, saw,
 				fmt.Sprintf("the server's answer is not an HTTP response head (%s): this is not an IP-HTTPS server", he.Reason),
 				"check the URL's host and port"), nil
 		}
-		return tlsFail(err), nil
+		return tlsFail(answerErr), nil
 	}
 	saw.Add("status line", strings.TrimSpace(fmt.Sprintf("%s %d %s", resp.Proto, resp.Status, resp.Reason)))
 	for _, k := range []string{"Server", "Date", "Content-Length", "Transfer-Encoding", "Connection"} {
@@ -110,12 +97,6 @@ func checkPOST(ctx context.Context, conn net.Conn, t client.Target, h *handshake
 		return warn(winerr.Success, saw, strings.Join(notes, "; "), "check what answers in front of the IP-HTTPS server"), r
 	}
 	return pass(saw, ""), r
-}
-
-// routerSolicitation is the RS the check sends: from the unspecified address
-// (the client has no address yet) to all routers.
-func routerSolicitation() ([]byte, error) {
-	return packet.BuildICMPv6(netip.IPv6Unspecified(), packet.AllRouters(), 255, &ndp.RouterSolicitation{})
 }
 
 func lifetime(d time.Duration) string {
@@ -171,69 +152,69 @@ func describeRA(saw *Facts, src netip.Addr, ra *ndp.RouterAdvertisement) {
 	}
 }
 
-// checkRA sends a router solicitation through the IP-HTTPS connection and
-// waits for an advertisement with a /64 prefix, as the client does before it
-// calls the interface active.
+// checkRA sends a router solicitation from :: (the client has no address
+// yet) through the IP-HTTPS connection and waits for an advertisement with a
+// /64 prefix (iphttps.Solicit), as the client does before it calls the
+// interface active.
 func checkRA(ctx context.Context, conn net.Conn, r *wire.Reader, timeout time.Duration) Check {
 	var saw Facts
-	defer deadlineFrom(ctx, conn)()
-	rs, err := routerSolicitation()
-	if err != nil {
-		return fail(winerr.NoData, saw, fmt.Sprintf("cannot build a router solicitation: %v", err), "")
+	packets, ras := 0, 0
+	var (
+		last    *ndp.RouterAdvertisement
+		sent    bool
+		sendErr error
+	)
+	tr := &iphttps.Trace{
+		WroteRouterSolicitation: func(err error) {
+			sent, sendErr = true, err
+			if err != nil {
+				saw.Add("router solicitation", err)
+			} else {
+				saw.Add("router solicitation", "sent from :: to ff02::2")
+			}
+		},
+		GotPacket: func([]byte) { packets++ },
+		GotRouterAdvertisement: func(a iphttps.Advertisement, err error) {
+			if err != nil {
+				saw.Add("invalid advertisement", err)
+				return
+			}
+			ras++
+			last = a.RA
+			describeRA(&saw, a.From, a.RA)
+		},
 	}
 	start := time.Now()
-	if _, err := conn.Write(rs); err != nil {
-		saw.Add("router solicitation", err)
-		return fail(codeOf(err), saw, fmt.Sprintf("the connection failed when sending the router solicitation: %v", err), "check the server's log")
-	}
-	saw.Add("router solicitation", "sent from :: to ff02::2")
-	packets, ras := 0, 0
-	var last *ndp.RouterAdvertisement
-	for {
-		pkt, err := r.Next()
-		if err != nil {
-			saw.Add("packets received", packets)
-			saw.Add("router advertisements", ras)
-			if last == nil && ctx.Err() == nil && !isTimeout(err) {
-				return fail(codeOf(err), saw,
-					fmt.Sprintf("the server ended the IP-HTTPS connection before advertising a prefix: %v", err),
-					"check the server's log (it closes sessions that send non-IPv6 data, or when it has too many clients)")
-			}
-			if last != nil {
-				return fail(winerr.NoData, saw,
-					"the server advertises no usable prefix (a /64 for address autoconfiguration): the client gets no address",
-					"publish the clients' /64 on the server: iphttps server --prefix <a /64>; on a Windows server, publish the IP-HTTPS route (New-NetRoute ... -Publish Yes) and enable advertising on the IP-HTTPS interface (netsh int ipv6 set int <idx> advertise=enabled)")
-			}
+	a, err := iphttps.Solicit(ctx, conn, r, netip.IPv6Unspecified(), tr)
+	switch {
+	case !sent:
+		return fail(winerr.NoData, saw, fmt.Sprintf("cannot build a router solicitation: %v", err), "")
+	case sendErr != nil:
+		return fail(codeOf(sendErr), saw, fmt.Sprintf("the connection failed when sending the router solicitation: %v", sendErr), "check the server's log")
+	case err != nil:
+		saw.Add("packets received", packets)
+		saw.Add("router advertisements", ras)
+		if last == nil && ctx.Err() == nil && !isTimeout(err) {
+			return fail(codeOf(err), saw,
+				fmt.Sprintf("the server ended the IP-HTTPS connection before advertising a prefix: %v", err),
+				"check the server's log (it closes sessions that send non-IPv6 data, or when it has too many clients)")
+		}
+		if last != nil {
 			return fail(winerr.NoData, saw,
-				fmt.Sprintf("no router advertisement within %v: the server publishes no prefix (router advertisements are disabled on its IP-HTTPS interface)", timeout),
-				"make the server advertise the clients' /64 (iphttps server --prefix; on Windows: the published IP-HTTPS route and advertise=enabled on the IP-HTTPS interface)")
+				"the server advertises no usable prefix (a /64 for address autoconfiguration): the client gets no address",
+				"publish the clients' /64 on the server: iphttps server --prefix <a /64>; on a Windows server, publish the IP-HTTPS route (New-NetRoute ... -Publish Yes) and enable advertising on the IP-HTTPS interface (netsh int ipv6 set int <idx> advertise=enabled)")
 		}
-		packets++
-		if typ, ok := packet.ICMPv6Type(pkt); !ok || typ != packet.TypeRouterAdvertisement {
-			continue
-		}
-		m, err := packet.ParseND(pkt)
-		if err != nil {
-			saw.Add("invalid advertisement", err)
-			continue
-		}
-		ra, ok := m.(*ndp.RouterAdvertisement)
-		if !ok {
-			continue
-		}
-		ras++
-		last = ra
-		describeRA(&saw, packet.Src(pkt), ra)
-		if _, ok := packet.SLAACPrefix(ra); ok {
-			saw.Add("time to advertisement", took(time.Since(start)))
-			for _, o := range ra.Options {
-				if m, ok := o.(*ndp.MTU); ok && m.MTU < 1280 {
-					return warn(winerr.Success, saw, fmt.Sprintf("the advertised MTU %d is below the IPv6 minimum of 1280", m.MTU), "advertise MTU 1280 on the IP-HTTPS link")
-				}
-			}
-			return pass(saw, "")
+		return fail(winerr.NoData, saw,
+			fmt.Sprintf("no router advertisement within %v: the server publishes no prefix (router advertisements are disabled on its IP-HTTPS interface)", timeout),
+			"make the server advertise the clients' /64 (iphttps server --prefix; on Windows: the published IP-HTTPS route and advertise=enabled on the IP-HTTPS interface)")
+	}
+	saw.Add("time to advertisement", took(time.Since(start)))
+	for _, o := range a.RA.Options {
+		if m, ok := o.(*ndp.MTU); ok && m.MTU < 1280 {
+			return warn(winerr.Success, saw, fmt.Sprintf("the advertised MTU %d is below the IPv6 minimum of 1280", m.MTU), "advertise MTU 1280 on the IP-HTTPS link")
 		}
 	}
+	return pass(saw, "")
 }
 
 func isTimeout(err error) bool {

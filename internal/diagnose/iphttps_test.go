@@ -10,14 +10,15 @@ import (
 
 	"github.com/mdlayher/ndp"
 
-	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/iphttps"
+	"github.com/iphttps/iphttps/internal/iphttps/iphttpstest"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
-func target(t *testing.T, path string) client.Target {
+func target(t *testing.T, path string) iphttps.Target {
 	t.Helper()
-	tg, err := client.ParseURL("https://da.example.test"+path, false, false)
+	tg, err := iphttps.ParseURL("https://da.example.test"+path, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,10 +26,10 @@ func target(t *testing.T, path string) client.Target {
 }
 
 func TestCheckPOSTAndRA(t *testing.T) {
-	r := newResponder(t, responderOptions{})
+	r := newResponder(t, iphttpstest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn := dial(t, r.ln.Addr().String())
+	conn := dial(t, r.Addr().String())
 	c, rd := checkPOST(ctx, conn, target(t, "/IPHTTPS"), nil)
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "status line", "HTTP/1.1 200 OK")
@@ -57,8 +58,8 @@ func TestCheckPOSTRefused(t *testing.T) {
 		{http.StatusBadRequest, "/IPHTTPS", "endless Content-Length"},
 		{http.StatusServiceUnavailable, "/IPHTTPS", "not as an IP-HTTPS server"},
 	} {
-		r := newResponder(t, responderOptions{status: tc.status})
-		c, rd := checkPOST(ctx, dial(t, r.ln.Addr().String()), target(t, tc.path), nil)
+		r := newResponder(t, iphttpstest.Options{Status: tc.status})
+		c, rd := checkPOST(ctx, dial(t, r.Addr().String()), target(t, tc.path), nil)
 		wantCheck(t, c, Fail, int64(winerr.NoData))
 		if !strings.Contains(c.Cause, tc.cause) || rd != nil {
 			t.Errorf("%d %s: cause %q", tc.status, tc.path, c.Cause)
@@ -66,8 +67,8 @@ func TestCheckPOSTRefused(t *testing.T) {
 	}
 
 	// A server that closes without answering.
-	r := newResponder(t, responderOptions{status: http.StatusOK})
-	conn := dial(t, r.ln.Addr().String())
+	r := newResponder(t, iphttpstest.Options{Status: http.StatusOK})
+	conn := dial(t, r.Addr().String())
 	conn.Close()
 	c, _ := checkPOST(ctx, conn, target(t, "/IPHTTPS"), nil)
 	if c.Status != Fail {
@@ -98,9 +99,9 @@ func TestCheckRANoPrefix(t *testing.T) {
 				ValidLifetime: time.Hour, PreferredLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:1::")})}
 		}, "no usable prefix"},
 	} {
-		r := newResponder(t, responderOptions{ra: tc.pkts})
+		r := newResponder(t, iphttpstest.Options{Script: tc.pkts})
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		conn := dial(t, r.ln.Addr().String())
+		conn := dial(t, r.Addr().String())
 		c, rd := checkPOST(ctx, conn, target(t, "/IPHTTPS"), nil)
 		wantCheck(t, c, Pass, 0)
 		c = checkRA(ctx, conn, rd, 300*time.Millisecond)

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/dnsquery"
+	"github.com/iphttps/iphttps/internal/iphttps"
 	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -34,10 +34,10 @@ func message(err error) string {
 func codeOf(err error) uint32 { return winerr.Classify(err) }
 
 // checkURL validates the URL with the client's own rules.
-func checkURL(raw string, allowIP, allowHTTP bool) (Check, client.Target) {
+func checkURL(raw string, allowIP, allowHTTP bool) (Check, iphttps.Target) {
 	var saw Facts
 	saw.Add("url", raw)
-	t, err := client.ParseURL(raw, allowIP, allowHTTP)
+	t, err := iphttps.ParseURL(raw, allowIP, allowHTTP)
 	if err != nil {
 		fix := "write the URL as https://<the server's DNS name>[:port]/<path>, e.g. https://da.example.com/IPHTTPS"
 		if u, perr := url.Parse(raw); perr == nil {
@@ -258,7 +258,7 @@ func checkProxy(ctx context.Context, pc proxy.Config, routes []proxy.Route, rerr
 		}
 		start := time.Now()
 		rctx, cancel := shareTime(ctx, len(routes)-i)
-		conn, err := proxy.Connect(rctx, d, rt.Proxy, target)
+		conn, err := iphttps.Connect(rctx, d, rt, target, nil)
 		cancel()
 		via := rt.Proxy.String()
 		if err == nil {
@@ -314,8 +314,9 @@ func shareTime(ctx context.Context, n int) (context.Context, context.CancelFunc)
 	return context.WithCancel(ctx)
 }
 
-// checkTCP connects to the server's port: to each address in turn, as the
-// client's dialer does, or reports the connection the proxy made.
+// checkTCP connects to the server's port as the client does
+// (iphttps.Connect): to each address in turn, as the client's dialer does,
+// or reports the connection the proxy made.
 func checkTCP(ctx context.Context, d *net.Dialer, addrs []netip.Addr, port string, via proxied) (Check, net.Conn) {
 	var saw Facts
 	if via.Conn != nil {
@@ -331,7 +332,9 @@ func checkTCP(ctx context.Context, d *net.Dialer, addrs []netip.Addr, port strin
 		target := net.JoinHostPort(a.String(), port)
 		actx, cancel := shareTime(ctx, len(addrs)-i)
 		start := time.Now()
-		conn, err := d.DialContext(actx, "tcp", target)
+		var dialErr error // the net package's, as it came
+		tr := &iphttps.Trace{ConnectDone: func(_ string, err error) { dialErr = err }}
+		conn, err := iphttps.Connect(actx, d, proxy.Route{}, target, tr)
 		cancel()
 		elapsed := took(time.Since(start))
 		if err == nil {
@@ -342,9 +345,16 @@ func checkTCP(ctx context.Context, d *net.Dialer, addrs []netip.Addr, port strin
 			}
 			return pass(saw, note), conn
 		}
-		saw.Add(target, fmt.Sprintf("%v after %v (%s)", err, elapsed, winerr.Hex(codeOf(err))))
+		if dialErr == nil {
+			// No attempt was made (no time was left). proxy.Connect's
+			// error names the target, which the check names already.
+			if dialErr = errors.Unwrap(err); dialErr == nil {
+				dialErr = err
+			}
+		}
+		saw.Add(target, fmt.Sprintf("%v after %v (%s)", dialErr, elapsed, winerr.Hex(codeOf(dialErr))))
 		if first == nil {
-			first = err
+			first = dialErr
 		}
 	}
 	code := codeOf(first)

@@ -13,57 +13,47 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/iphttps"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
 // handshake is what the TLS check leaves for the later checks.
 type handshake struct {
-	Conn     *tls.Conn
+	Conn     *iphttps.Conn
 	State    tls.ConnectionState
-	Asked    *atomic.Bool // the server asked for a client certificate
+	Asked    bool // the server asked for a client certificate
 	HaveCert bool
 }
 
-// tlsConfig is the client's TLS configuration (client.TLSConfig: versions,
-// server name) without its verification, which the certificate checks do
-// one part at a time, and with a note of whether the server asks for a
-// client certificate.
-func tlsConfig(host string, rule client.NameRule, certs []tls.Certificate, asked *atomic.Bool) *tls.Config {
-	cfg := client.TLSConfig(host, nil, rule, nil, nil)
-	cfg.InsecureSkipVerify = true // the certificate checks verify, one part each
-	cfg.VerifyConnection = nil
-	cfg.Certificates = nil
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		asked.Store(true)
-		if len(certs) > 0 {
-			return &certs[0], nil
-		}
-		return &tls.Certificate{}, nil
-	}
-	return cfg
-}
-
-// checkTLS runs the TLS handshake on raw.
-func checkTLS(ctx context.Context, raw net.Conn, host string, rule client.NameRule, certs []tls.Certificate) (Check, *handshake) {
+// checkTLS runs the client's TLS handshake (iphttps.Handshake) on raw. Its
+// configuration is the client's without the verification, which the
+// certificate checks do one part at a time.
+func checkTLS(ctx context.Context, raw net.Conn, host string, rule iphttps.NameRule, certs []tls.Certificate) (Check, *handshake) {
 	var saw Facts
 	saw.Add("server name (SNI)", host)
-	asked := new(atomic.Bool)
-	tc := tls.Client(raw, tlsConfig(host, rule, certs, asked))
+	cfg := iphttps.TLSConfig(host, nil, rule, certs, nil)
+	cfg.VerifyConnection = nil
+	var (
+		asked bool
+		cs    tls.ConnectionState
+		err   error // crypto/tls's, as it came
+	)
+	tr := &iphttps.Trace{
+		CertificateRequested: func() { asked = true },
+		TLSHandshakeDone:     func(s tls.ConnectionState, e error) { cs, err = s, e },
+	}
 	start := time.Now()
-	err := tc.HandshakeContext(ctx)
+	tc, _ := iphttps.Handshake(ctx, raw, cfg, tr)
 	elapsed := took(time.Since(start))
-	if err != nil {
+	if tc == nil {
 		saw.Add("handshake", fmt.Sprintf("%v after %v", err, elapsed))
-		if asked.Load() {
+		if asked {
 			saw.Add("client certificate", "requested by the server")
 		}
-		return tlsFailure(err, saw, asked.Load(), len(certs) > 0), nil
+		return tlsFailure(err, saw, asked, len(certs) > 0), nil
 	}
-	cs := tc.ConnectionState()
 	saw.Add("version", tls.VersionName(cs.Version))
 	saw.Add("cipher suite", tls.CipherSuiteName(cs.CipherSuite))
 	saw.Add("handshake time", elapsed)
@@ -73,9 +63,9 @@ func checkTLS(ctx context.Context, raw net.Conn, host string, rule client.NameRu
 	}
 	h := &handshake{Conn: tc, State: cs, Asked: asked, HaveCert: len(certs) > 0}
 	switch {
-	case asked.Load() && len(certs) > 0:
+	case asked && len(certs) > 0:
 		saw.Add("client certificate", "requested; sent "+certSubject(certs[0]))
-	case asked.Load():
+	case asked:
 		saw.Add("client certificate", "requested; none configured")
 		if cs.Version >= tls.VersionTLS13 {
 			// The server judges the client certificate after the
@@ -333,22 +323,22 @@ func checkCertValidity(chain []*x509.Certificate, now time.Time) Check {
 	return pass(saw, "")
 }
 
-// checkCertName applies the client's name rule (client.CheckName).
-func checkCertName(leaf *x509.Certificate, host string, rule client.NameRule) Check {
+// checkCertName applies the client's name rule (iphttps.CheckName).
+func checkCertName(leaf *x509.Certificate, host string, rule iphttps.NameRule) Check {
 	var saw Facts
 	ruleName := "windows (subject CN = URL host; the SANs, when present, must include it)"
-	if rule == client.NameRuleStandard {
+	if rule == iphttps.NameRuleStandard {
 		ruleName = "standard (the URL host in the subject alternative names)"
 	}
 	saw.Add("name rule", ruleName)
 	saw.Add("URL host", host)
 	saw.Add("subject CN", leaf.Subject.CommonName)
 	describeCert(&saw, leaf)
-	if err := client.CheckName(leaf, host, rule); err != nil {
+	if err := iphttps.CheckName(leaf, host, rule); err != nil {
 		return fail(codeOf(err), saw, message(err),
 			fmt.Sprintf("reissue the server certificate with subject CN=%s (only the CN) and %s among its DNS names, or change the URL to the name in the certificate", host, host))
 	}
-	if rule == client.NameRuleWindows {
+	if rule == iphttps.NameRuleWindows {
 		var extra pkix.Name // the subject without its CN, rendered by pkix
 		for _, a := range leaf.Subject.Names {
 			if !a.Type.Equal([]int{2, 5, 4, 3}) { // commonName

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iphttps/iphttps/internal/client"
+	"github.com/iphttps/iphttps/internal/iphttps"
+	"github.com/iphttps/iphttps/internal/iphttps/iphttpstest"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -34,8 +35,8 @@ func TestCheckTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	r := newResponder(t, responderOptions{cert: &cert})
-	c, hs := checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, nil)
+	r := newResponder(t, iphttpstest.Options{Cert: &cert})
+	c, hs := checkTLS(ctx, dial(t, r.Addr().String()), "da.example.test", iphttps.NameRuleWindows, nil)
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "version", "TLS 1.3")
 	wantSaw(t, c, "cipher suite", "TLS_")
@@ -45,8 +46,8 @@ func TestCheckTLS(t *testing.T) {
 	}
 
 	// Certificates mode over TLS 1.2: the server ends the handshake.
-	r = newResponder(t, responderOptions{cert: &cert, clientCAs: p.roots, maxTLS: tls.VersionTLS12})
-	c, _ = checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, nil)
+	r = newResponder(t, iphttpstest.Options{Cert: &cert, ClientCAs: p.roots, MaxTLS: tls.VersionTLS12})
+	c, _ = checkTLS(ctx, dial(t, r.Addr().String()), "da.example.test", iphttps.NameRuleWindows, nil)
 	wantCheck(t, c, Fail, int64(winerr.IncompleteCredentials))
 
 	// With a client certificate from the CA it works.
@@ -54,7 +55,7 @@ func TestCheckTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ = checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, []tls.Certificate{cl.TLS()})
+	c, _ = checkTLS(ctx, dial(t, r.Addr().String()), "da.example.test", iphttps.NameRuleWindows, []tls.Certificate{cl.TLS()})
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "client certificate", "CN=cli1.example.test")
 
@@ -68,7 +69,7 @@ func TestCheckTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ = checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, []tls.Certificate{foreign.TLS()})
+	c, _ = checkTLS(ctx, dial(t, r.Addr().String()), "da.example.test", iphttps.NameRuleWindows, []tls.Certificate{foreign.TLS()})
 	wantCheck(t, c, Fail, int64(winerr.IllegalMessage))
 	if !strings.Contains(c.Cause, "aborted the TLS handshake") {
 		t.Errorf("foreign client certificate: cause %q", c.Cause)
@@ -76,10 +77,10 @@ func TestCheckTLS(t *testing.T) {
 
 	// Over TLS 1.3 the refusal comes after the handshake: a warning,
 	// then the request check fails with 0x90320.
-	r = newResponder(t, responderOptions{cert: &cert, clientCAs: p.roots})
-	c, hs = checkTLS(ctx, dial(t, r.ln.Addr().String()), "da.example.test", client.NameRuleWindows, nil)
+	r = newResponder(t, iphttpstest.Options{Cert: &cert, ClientCAs: p.roots})
+	c, hs = checkTLS(ctx, dial(t, r.Addr().String()), "da.example.test", iphttps.NameRuleWindows, nil)
 	wantCheck(t, c, Warn, int64(winerr.IncompleteCredentials))
-	tg, _ := client.ParseURL("https://da.example.test/IPHTTPS", false, false)
+	tg, _ := iphttps.ParseURL("https://da.example.test/IPHTTPS", false, false)
 	c, _ = checkPOST(ctx, hs.Conn, tg, hs)
 	wantCheck(t, c, Fail, int64(winerr.IncompleteCredentials))
 
@@ -99,7 +100,7 @@ func TestCheckTLS(t *testing.T) {
 			c.Close()
 		}
 	}()
-	c, _ = checkTLS(ctx, dial(t, ln.Addr().String()), "da.example.test", client.NameRuleWindows, nil)
+	c, _ = checkTLS(ctx, dial(t, ln.Addr().String()), "da.example.test", iphttps.NameRuleWindows, nil)
 	if c.Status != Fail || !strings.Contains(c.Cause, "does not speak TLS") {
 		t.Fatalf("plain server: %s %s", c.Status, c.Cause)
 	}
@@ -203,7 +204,7 @@ func TestCheckCertValidity(t *testing.T) {
 func TestCheckCertName(t *testing.T) {
 	p := newPKI(t)
 	const host = "da.example.test"
-	c := checkCertName(p.server.Cert, host, client.NameRuleWindows)
+	c := checkCertName(p.server.Cert, host, iphttps.NameRuleWindows)
 	wantCheck(t, c, Pass, 0)
 	wantSaw(t, c, "subject alternative names", "da.example.test")
 
@@ -225,7 +226,7 @@ func TestCheckCertName(t *testing.T) {
 		} else {
 			leaf = issue(t, p.ca, tc.o)[0]
 		}
-		c := checkCertName(leaf, host, client.NameRuleWindows)
+		c := checkCertName(leaf, host, iphttps.NameRuleWindows)
 		if c.Status != Fail || c.Code == nil || uint32(*c.Code) != winerr.NoMoreItems {
 			t.Errorf("%s: %s %v (%s)", tc.name, c.Status, c.Code, c.Cause)
 		}
@@ -233,12 +234,12 @@ func TestCheckCertName(t *testing.T) {
 
 	// The standard rule looks at the SANs only.
 	sanOnly := issue(t, p.ca, pki.Options{CommonName: "other", DNSNames: []string{host}})[0]
-	wantCheck(t, checkCertName(sanOnly, host, client.NameRuleStandard), Pass, 0)
-	wantCheck(t, checkCertName(sanOnly, host, client.NameRuleWindows), Fail, int64(winerr.NoMoreItems))
+	wantCheck(t, checkCertName(sanOnly, host, iphttps.NameRuleStandard), Pass, 0)
+	wantCheck(t, checkCertName(sanOnly, host, iphttps.NameRuleWindows), Fail, int64(winerr.NoMoreItems))
 
 	// Extra subject information: KB2980635 names it; iphttps accepts it.
 	extra := issue(t, p.ca, pki.Options{Organization: "Example Corp"})[0]
-	c = checkCertName(extra, host, client.NameRuleWindows)
+	c = checkCertName(extra, host, iphttps.NameRuleWindows)
 	wantCheck(t, c, Warn, int64(winerr.NoMoreItems))
 	if !strings.Contains(c.Cause, "O=Example Corp") {
 		t.Errorf("cause %s", c.Cause)

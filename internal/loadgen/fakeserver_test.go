@@ -1,31 +1,25 @@
 package loadgen
 
 import (
-	"crypto/tls"
 	"crypto/x509"
-	"net"
-	"net/http"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iphttps/iphttps/internal/iphttps/iphttpstest"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/pki"
 	"github.com/iphttps/iphttps/internal/router"
-	"github.com/iphttps/iphttps/internal/wire"
 )
 
-// fakeServer is an in-process IP-HTTPS server for the tests: TLS on
-// loopback, the wire package for the heads and framing, and the real router
-// for Neighbor Discovery, address ownership and delivery. Instead of a TUN
-// device it answers the echo requests the router hands to the host when
-// they are addressed to target.
+// fakeServer is an in-process IP-HTTPS server for the tests
+// (iphttpstest: TLS on loopback, the real router for Neighbor Discovery,
+// address ownership and delivery). Instead of a TUN device it answers the
+// echo requests the router hands to the host when they are addressed to
+// target.
 type fakeServer struct {
-	t      *testing.T
-	ln     net.Listener
-	rt     *router.Router
+	*iphttpstest.Server
 	roots  *x509.CertPool
 	target netip.Addr
 
@@ -34,9 +28,6 @@ type fakeServer struct {
 	dropEvery int64 // drop every n-th echo request (0: none)
 
 	echoes atomic.Int64
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
 }
 
 var (
@@ -51,119 +42,33 @@ func newFakeServer(t *testing.T, setup func(*fakeServer)) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := router.New(router.Config{Prefix: testPrefix, HostAddrs: []netip.Addr{testHost}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &fakeServer{t: t, rt: rt, roots: x509.NewCertPool(), target: testTarget, conns: map[net.Conn]struct{}{}}
+	s := &fakeServer{roots: x509.NewCertPool(), target: testTarget}
 	s.roots.AddCert(cert.Cert)
 	if setup != nil {
 		setup(s)
 	}
-	s.ln, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert.TLS()}})
-	if err != nil {
-		t.Fatal(err)
+	tc := cert.TLS()
+	o := iphttpstest.Options{
+		Cert:      &tc,
+		Status:    s.status,
+		Router:    router.Config{Prefix: testPrefix, HostAddrs: []netip.Addr{testHost}},
+		Advertise: !s.silent,
+		Host:      s.answer,
 	}
-	s.wg.Go(s.accept)
-	t.Cleanup(func() {
-		s.ln.Close()
-		s.closeConns()
-		s.wg.Wait()
-	})
+	if s.silent {
+		o.Script = func() [][]byte { return nil }
+	}
+	s.Server = iphttpstest.New(t, o)
 	return s
-}
-
-func (s *fakeServer) addr() netip.AddrPort {
-	return netip.MustParseAddrPort(s.ln.Addr().String())
 }
 
 func (s *fakeServer) dialer(t *testing.T, timeout time.Duration) *Dialer {
 	t.Helper()
-	d, err := NewDialer(Config{Server: s.addr(), Roots: s.roots, Timeout: timeout})
+	d, err := NewDialer(Config{Server: s.Addr(), Roots: s.roots, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func (s *fakeServer) accept() {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Go(func() {
-			defer func() {
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-				c.Close()
-			}()
-			s.serve(c)
-		})
-	}
-}
-
-// closeConns closes every connection the server holds.
-func (s *fakeServer) closeConns() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
-}
-
-// port is the router's view of a connection.
-type port struct{ ob *wire.Outbox }
-
-func (p port) Send(pkt []byte) bool { return p.ob.Append(pkt) == nil }
-
-func (s *fakeServer) serve(c net.Conn) {
-	r := wire.NewReader(c, 0)
-	req, err := r.ReadRequest(0)
-	if err != nil {
-		return
-	}
-	if s.status != 0 || req.Method != http.MethodPost || req.Path != DefaultPath {
-		c.Write(wire.AppendError(nil, max(s.status, http.StatusNotFound), "fake", time.Now()))
-		return
-	}
-	if _, err := c.Write(wire.AppendResponse(nil, "fake", time.Now())); err != nil {
-		return
-	}
-	ob := wire.NewOutbox(0)
-	cl := s.rt.Attach(port{ob})
-	defer s.rt.Detach(cl)
-	done := make(chan struct{})
-	ob.Go(c, func(error) {
-		c.Close()
-		close(done)
-	})
-	defer func() {
-		ob.Close()
-		c.Close()
-		<-done
-	}()
-	if !s.silent {
-		s.rt.Advertise(cl)
-	}
-	for {
-		pkt, err := r.Next()
-		if err != nil {
-			return
-		}
-		if s.silent {
-			continue
-		}
-		if s.rt.FromClient(cl, pkt) == router.ToHost {
-			if reply := s.answer(pkt); reply != nil {
-				s.rt.FromHost(reply)
-			}
-		}
-	}
 }
 
 // answer turns an echo request to the target into its reply, as the
@@ -188,7 +93,7 @@ func (s *fakeServer) waitOwner(t *testing.T, a netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, ok := s.rt.Owner(a); ok {
+		if _, ok := s.Router.Owner(a); ok {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

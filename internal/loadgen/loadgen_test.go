@@ -98,7 +98,7 @@ func TestDialFailures(t *testing.T) {
 	}
 
 	other := newFakeServer(t, nil)
-	d, err := NewDialer(Config{Server: srv.addr(), Roots: other.roots})
+	d, err := NewDialer(Config{Server: srv.Addr(), Roots: other.roots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestRunIdleCountsDrops(t *testing.T) {
 	emit := func(e Event) {
 		if e.Event == "up" {
 			go func() {
-				srv.closeConns()
+				srv.CloseConns()
 				time.Sleep(200 * time.Millisecond)
 				close(stop)
 			}()
@@ -235,10 +235,10 @@ func TestRunHandshakeAndTrickle(t *testing.T) {
 	}
 	// Handshake sessions are closed: the server lets go of them.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(srv.rt.Clients()) > 0 && time.Now().Before(deadline) {
+	for len(srv.Router.Clients()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := len(srv.rt.Clients()); n != 0 {
+	if n := len(srv.Router.Clients()); n != 0 {
 		t.Fatalf("%d clients still attached after the handshake run", n)
 	}
 
@@ -279,7 +279,7 @@ func TestRunOptionsChecked(t *testing.T) {
 
 func TestKeyExchange(t *testing.T) {
 	srv := newFakeServer(t, nil)
-	v4 := srv.addr()
+	v4 := srv.Addr()
 	if _, err := NewDialer(Config{Server: v4, Roots: srv.roots, KeyExchange: "rsa"}); err == nil {
 		t.Error("an unknown key exchange was accepted")
 	}

@@ -1,8 +1,8 @@
 // Package loadgen runs many IP-HTTPS client sessions in one process, without a
-// TUN device, speaking the real wire protocol: TCP, TLS, the endless POST, the
-// 200 answer, a Router Solicitation answered by a Router Advertisement, an
-// address formed from the advertised prefix and registered with the server by
-// duplicate address detection. A session then holds the connection idle or
+// TUN device, opening each with the client's own phases (package iphttps):
+// TCP, TLS, the endless POST, the 200 answer, a Router Solicitation answered
+// by a Router Advertisement; then an address formed from the advertised
+// prefix and registered with the server by duplicate address detection. A session then holds the connection idle or
 // sends a steady trickle of ICMPv6 echo requests through the tunnel and
 // matches the replies.
 //
@@ -12,20 +12,17 @@ package loadgen
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/mdlayher/ndp"
-
-	"github.com/iphttps/iphttps/internal/packet"
+	"github.com/iphttps/iphttps/internal/iphttps"
+	"github.com/iphttps/iphttps/internal/proxy"
 	"github.com/iphttps/iphttps/internal/wire"
 )
 
@@ -113,9 +110,11 @@ func NewDialer(cfg Config) (*Dialer, error) {
 			return nil, fmt.Errorf("loadgen: source address %v does not match the server's family (%v)", s, cfg.Server.Addr())
 		}
 	}
-	// No session cache: every session makes a full handshake, as a client
-	// connecting for the first time does.
-	tc := &tls.Config{RootCAs: cfg.Roots, ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+	// The client's TLS configuration with the web's name rule (the server
+	// is often named by its address here). No session cache: every session
+	// makes a full handshake, as a client connecting for the first time
+	// does.
+	tc := iphttps.TLSConfig(cfg.Host, cfg.Roots, iphttps.NameRuleStandard, nil, nil)
 	switch cfg.KeyExchange {
 	case "", KeyExchangeWindows:
 		tc.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
@@ -170,127 +169,88 @@ type Session struct {
 	closeOnce    sync.Once
 }
 
-// Dial opens session id: TCP (from the id's source address), TLS, the POST,
-// the 200 head, a Router Solicitation from a random link-local address and
-// the Router Advertisement answering it (sent to that address), then an
-// address from the advertised prefix and its duplicate address detection
-// probe (a Neighbor Solicitation from :: to the solicited-node address, with
-// which the server registers the address for the session, as with
-// internal/client). The probe's answer is not awaited: the interface
-// identifier is random, and packets sent afterwards on the same connection
-// reach the server after the probe. Failures are *Error.
+// Dial opens session id with the client's phases (package iphttps): TCP
+// (from the id's source address), TLS, the POST and its 200 answer, a
+// Router Solicitation from a random link-local address and the Router
+// Advertisement answering it (sent to that address), then an address from
+// the advertised prefix and its duplicate address detection probe, with
+// which the server registers the address for the session, as with the
+// client. The probe's answer is not awaited: the interface identifier is
+// random, and packets sent afterwards on the same connection reach the
+// server after the probe. Failures are *Error.
 func (d *Dialer) Dial(ctx context.Context, id int) (_ *Session, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
+	s := &Session{ID: id, writeTimeout: d.cfg.WriteTimeout, LinkLocal: iphttps.LinkLocal(iphttps.RandomIID())}
+	// The timings come from the trace: each step's end, as it happened.
+	tr := &iphttps.Trace{
+		ConnectDone: func(_ string, err error) {
+			if err == nil {
+				s.Timing.Connect = time.Since(start)
+			}
+		},
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			if err == nil {
+				s.Timing.TLS = time.Since(start)
+				s.TLS = tls.VersionName(cs.Version) + " " + cs.CurveID.String()
+			}
+		},
+		GotResponse: func(_ *wire.Response, err error) {
+			if err == nil {
+				s.Timing.Response = time.Since(start)
+			}
+		},
+		GotRouterAdvertisement: func(a iphttps.Advertisement, err error) {
+			if err == nil && a.To != s.LinkLocal {
+				s.UnsolicitedRAs++ // the server advertises on connect
+			}
+		},
+	}
 	nd := net.Dialer{}
 	if n := len(d.cfg.Sources); n > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.cfg.Sources[id%n].AsSlice()}
 	}
-	raw, err := nd.DialContext(ctx, "tcp", d.cfg.Server.String())
+	raw, err := iphttps.Connect(ctx, &nd, proxy.Route{}, d.cfg.Server.String(), tr)
 	if err != nil {
 		return nil, &Error{PhaseConnect, err}
 	}
-	s := &Session{ID: id, writeTimeout: d.cfg.WriteTimeout}
-	s.Timing.Connect = time.Since(start)
 	defer func() {
 		if err != nil {
 			raw.Close()
 		}
 	}()
-	// The handshake deadline bounds every read and write below; a
-	// cancelled ctx ends them at once.
-	if dl, ok := ctx.Deadline(); ok {
-		raw.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
-	defer stop()
-
-	tc := tls.Client(raw, d.tls)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	tc, err := iphttps.Handshake(ctx, raw, d.tls, tr)
+	if err != nil {
 		return nil, &Error{PhaseTLS, err}
 	}
-	s.Timing.TLS = time.Since(start)
-	cs := tc.ConnectionState()
-	s.TLS = tls.VersionName(cs.Version) + " " + cs.CurveID.String()
 	s.conn = tc
-
-	s.r = wire.NewReader(tc, wire.MaxPacket)
-	resp, err := wire.Open(tc, s.r, d.cfg.Path, d.cfg.Host, 0)
-	if errors.Is(err, wire.ErrRequest) {
-		return nil, &Error{PhaseRequest, err}
-	}
-	if err != nil {
+	target := iphttps.Target{Host: d.cfg.Host, HostHeader: d.cfg.Host, Path: d.cfg.Path}
+	if s.r, err = iphttps.Open(ctx, tc, target, wire.MaxPacket, tr); err != nil {
+		if errors.Is(err, wire.ErrRequest) {
+			return nil, &Error{PhaseRequest, err}
+		}
 		return nil, &Error{PhaseResponse, err}
 	}
-	if resp.Status != http.StatusOK {
-		return nil, &Error{PhaseResponse, fmt.Errorf("server answered %d %s", resp.Status, resp.Reason)}
-	}
-	s.Timing.Response = time.Since(start)
-
-	s.LinkLocal = withIID(netip.MustParseAddr("fe80::"), randomIID())
-	rs, err := packet.BuildICMPv6(s.LinkLocal, packet.AllRouters(), 255, &ndp.RouterSolicitation{})
-	if err == nil {
-		_, err = tc.Write(rs)
-	}
+	a, err := iphttps.Solicit(ctx, tc, s.r, s.LinkLocal, tr)
 	if err != nil {
-		return nil, &Error{PhaseRA, fmt.Errorf("sending the router solicitation: %w", err)}
-	}
-	if err := s.awaitRA(); err != nil {
 		return nil, &Error{PhaseRA, err}
 	}
 	s.Timing.RA = time.Since(start)
+	s.Prefix = a.Prefix
 
-	s.Addr = withIID(s.Prefix.Addr(), randomIID())
-	sn := packet.SolicitedNode(s.Addr)
-	ns, err := packet.BuildICMPv6(netip.IPv6Unspecified(), sn, 255, &ndp.NeighborSolicitation{TargetAddress: s.Addr})
+	s.Addr = iphttps.WithIID(s.Prefix.Addr(), iphttps.RandomIID())
+	probe, err := iphttps.DADProbe(s.Addr)
 	if err == nil {
-		_, err = tc.Write(ns)
+		err = s.Send(probe)
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	if err != nil {
 		return nil, &Error{PhaseDAD, err}
 	}
-	if !stop() {
-		return nil, &Error{PhaseDAD, ctx.Err()}
-	}
-	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return nil, &Error{PhaseDAD, err}
-	}
 	return s, nil
-}
-
-// awaitRA reads packets until the Router Advertisement sent to the
-// session's link-local address, which must offer a /64 prefix for
-// autoconfiguration.
-func (s *Session) awaitRA() error {
-	for {
-		pkt, err := s.r.Next()
-		if err != nil {
-			return err
-		}
-		if typ, ok := packet.ICMPv6Type(pkt); !ok || typ != packet.TypeRouterAdvertisement {
-			continue
-		}
-		m, err := packet.ParseND(pkt)
-		if err != nil {
-			return err
-		}
-		ra, ok := m.(*ndp.RouterAdvertisement)
-		if !ok {
-			continue
-		}
-		dst := packet.Dst(pkt)
-		if dst != s.LinkLocal {
-			s.UnsolicitedRAs++
-			continue
-		}
-		pi, ok := packet.SLAACPrefix(ra)
-		if !ok {
-			return errors.New("the advertisement offers no /64 prefix for autoconfiguration")
-		}
-		s.Prefix = netip.PrefixFrom(pi.Prefix, 64).Masked()
-		return nil
-	}
 }
 
 // Send writes one IPv6 packet to the server, bounded by the write timeout.
@@ -337,17 +297,4 @@ func (s *Session) readUntil(ctx context.Context, fn func(pkt []byte)) error {
 func (s *Session) Hold(ctx context.Context) (packets int, err error) {
 	err = s.readUntil(ctx, func([]byte) { packets++ })
 	return packets, err
-}
-
-func randomIID() [8]byte {
-	var iid [8]byte
-	rand.Read(iid[:])
-	iid[0] &^= 0x02 // RFC 4291 "u" bit clear: not derived from a hardware address
-	return iid
-}
-
-func withIID(p netip.Addr, iid [8]byte) netip.Addr {
-	b := p.As16()
-	copy(b[8:], iid[:])
-	return netip.AddrFrom16(b)
 }

@@ -1,6 +1,7 @@
-package client
+package iphttps
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -35,13 +36,11 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 }
 
 // clientHandshake runs the client's side of a TLS handshake with cfg
-// against peer, then reads the first byte from the server, as the client
-// reads the answer to its request: in TLS 1.3 the server judges the client
-// certificate after the client has finished, and the client hears of a
-// refusal on that read. Like Client.dial, the client sends its first
-// certificate whatever CAs the server names. It returns crypto/tls's
-// error and the same told as Client.tlsError tells it, with the note of
-// whether the server asked for a certificate.
+// against peer (Handshake), then reads the first byte from the server, as
+// the client reads the answer to its request: in TLS 1.3 the server judges
+// the client certificate after the client has finished, and the client
+// hears of a refusal on that read. It returns crypto/tls's error and the
+// same told as the client tells it.
 func clientHandshake(t *testing.T, cfg *tls.Config, peer func(net.Conn)) (raw, told error) {
 	t.Helper()
 	srv, cli := tcpPair(t)
@@ -54,29 +53,18 @@ func clientHandshake(t *testing.T, cfg *tls.Config, peer func(net.Conn)) (raw, t
 	}()
 	defer func() { <-done }()
 	defer cli.Close()
-	cli.SetDeadline(time.Now().Add(10 * time.Second))
-
-	cfg = cfg.Clone()
-	certs := cfg.Certificates
-	cfg.Certificates = nil
-	asked := false
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		asked = true
-		if len(certs) > 0 {
-			return &certs[0], nil
-		}
-		return &tls.Certificate{}, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr := &Trace{TLSHandshakeDone: func(_ tls.ConnectionState, err error) { raw = err }}
+	tc, told := Handshake(ctx, cli, cfg, tr)
+	if told != nil {
+		return raw, told
 	}
-	tc := tls.Client(cli, cfg)
-	err := tc.Handshake()
-	if err == nil {
-		_, err = tc.Read(make([]byte, 1))
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, raw = tc.Read(make([]byte, 1)); raw != nil {
+		return raw, tc.explain(raw)
 	}
-	if err == nil {
-		return nil, nil
-	}
-	c := &Client{o: Options{Target: Target{Host: cfg.ServerName}}}
-	return err, c.tlsError(err, asked, len(certs) > 0)
+	return nil, nil
 }
 
 // tlsServer is a peer running a TLS server with cfg that, once the

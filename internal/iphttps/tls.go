@@ -1,4 +1,4 @@
-package client
+package iphttps
 
 import (
 	"crypto/tls"

@@ -2,7 +2,6 @@ package client
 
 import (
 	"io"
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 // reach the TUN device at once, not wait for the next data packet.
 func TestReceiveFlushesBeforeBlocking(t *testing.T) {
 	ch := tuntest.NewChannelTUN()
-	c := &Client{host: kernelHost{&tundev.Device{Device: ch.TUN()}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := testSession(tunHost{dev: &tundev.Device{Device: ch.TUN()}})
 	// An IPv6 packet with 8 bytes of payload and no next header.
 	data := make([]byte, 48)
 	data[0], data[5], data[6], data[7] = 0x60, 8, 59, 64
@@ -33,7 +32,7 @@ func TestReceiveFlushesBeforeBlocking(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	nd := make(chan ndp.Message, 4)
-	go c.receive(wire.NewReader(pr, 0), nd)
+	go s.receive(wire.NewReader(pr, 0), nd)
 	go pw.Write(append(append([]byte(nil), data...), ra...)) // then the stream stays open and silent
 
 	select {
@@ -58,3 +57,15 @@ func TestReceiveFlushesBeforeBlocking(t *testing.T) {
 	default:
 	}
 }
+
+// tunHost is a Host over a test TUN device; addresses and routes go nowhere.
+type tunHost struct {
+	nullHost
+	dev *tundev.Device
+}
+
+func (h tunHost) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return h.dev.Read(bufs, sizes, offset)
+}
+func (h tunHost) Write(bufs [][]byte, offset int) (int, error) { return h.dev.Write(bufs, offset) }
+func (h tunHost) BatchSize() int                               { return h.dev.BatchSize() }

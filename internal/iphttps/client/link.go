@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/mdlayher/ndp"
 
+	"github.com/iphttps/iphttps/internal/iphttps"
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -27,11 +27,7 @@ const (
 	reclaimWait     = time.Second
 )
 
-var (
-	allRouters = netip.MustParseAddr("ff02::2")
-	unspec     = netip.IPv6Unspecified()
-	defRoute   = netip.MustParsePrefix("::/0")
-)
+var defRoute = netip.MustParsePrefix("::/0")
 
 // link is the host side of the IP-HTTPS link. Its addresses and routes outlive
 // one connection, so sockets survive a reconnect; closing the TUN device at
@@ -49,19 +45,7 @@ type link struct {
 }
 
 func (l *link) init() {
-	newIID(&l.llIID)
-	newIID(&l.gIID)
-}
-
-func newIID(iid *[8]byte) {
-	rand.Read(iid[:])
-	iid[0] &^= 0x02 // RFC 4291 "u" bit clear: not derived from a hardware address
-}
-
-func withIID(p netip.Addr, iid [8]byte) netip.Addr {
-	b := p.As16()
-	copy(b[8:], iid[:])
-	return netip.AddrFrom16(b)
+	l.llIID, l.gIID = iphttps.RandomIID(), iphttps.RandomIID()
 }
 
 func (l *link) wasUp() bool {
@@ -85,24 +69,20 @@ func (l *link) upFor() time.Duration {
 // the router advertisement; afterwards it follows further advertisements. It
 // returns an error when no advertisement with a prefix comes in time (the KB's
 // "server has no IPv6 prefix published", 0x2AFC), nil when ctx ends.
-func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan ndp.Message, outerV6 bool) error {
+func (l *link) run(ctx context.Context, s *session, ob *wire.Outbox, nd <-chan ndp.Message, outerV6 bool) error {
 	l.mu.Lock()
 	l.up = false
 	l.mu.Unlock()
-	send := func(src, dst netip.Addr, m ndp.Message) {
-		pkt, err := packet.BuildICMPv6(src, dst, 255, m)
+	send := func(pkt []byte, err error) {
 		if err == nil {
 			err = ob.Append(pkt)
 		}
 		if err != nil {
-			c.log.Debug("cannot send ND message", "err", err)
+			s.log.Debug("cannot send ND message", "err", err)
 		}
 	}
-	ll := withIID(netip.MustParseAddr("fe80::"), l.llIID)
-	dad := func(target netip.Addr) {
-		sn, _ := ndp.SolicitedNodeMulticast(target)
-		send(unspec, sn, &ndp.NeighborSolicitation{TargetAddress: target})
-	}
+	ll := iphttps.LinkLocal(l.llIID)
+	dad := func(target netip.Addr) { send(iphttps.DADProbe(target)) }
 	// Router solicitations come from :: until the link-local address has
 	// passed duplicate address detection (RFC 4861 6.3.7), then from it.
 	llDone := l.ll == ll
@@ -110,17 +90,17 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		if llDone {
 			return ll
 		}
-		return unspec
+		return netip.IPv6Unspecified()
 	}
 	if !llDone {
 		dad(ll)
 	}
-	send(rsFrom(), allRouters, &ndp.RouterSolicitation{})
+	send(iphttps.RouterSolicitation(rsFrom()))
 	llTimer := time.NewTimer(dadWait)
 	defer llTimer.Stop()
 	rs := time.NewTicker(rsInterval)
 	defer rs.Stop()
-	deadline := time.NewTimer(c.o.RATimeout)
+	deadline := time.NewTimer(s.t.o.RATimeout)
 	defer deadline.Stop()
 
 	var ra *ndp.RouterAdvertisement
@@ -129,14 +109,14 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		case <-ctx.Done():
 			return nil
 		case <-deadline.C:
-			return winerr.Errorf(winerr.NoData, "connected, but no router advertisement with a /64 prefix came within %v: the server publishes no IPv6 prefix", c.o.RATimeout)
+			return winerr.Errorf(winerr.NoData, "connected, but no router advertisement with a /64 prefix came within %v: the server publishes no IPv6 prefix", s.t.o.RATimeout)
 		case <-rs.C:
 			if ra == nil {
-				send(rsFrom(), allRouters, &ndp.RouterSolicitation{})
+				send(iphttps.RouterSolicitation(rsFrom()))
 			}
 		case <-llTimer.C:
 			if !llDone {
-				if err := l.setLinkLocal(c, ll); err != nil {
+				if err := l.setLinkLocal(s, ll); err != nil {
 					return err
 				}
 				llDone = true
@@ -144,33 +124,33 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		case m := <-nd:
 			switch m := m.(type) {
 			case *ndp.RouterAdvertisement:
-				if _, ok := packet.SLAACPrefix(m); ok {
+				if _, _, ok := iphttps.ChoosePrefix(m); ok {
 					ra = m
 				}
 			case *ndp.NeighborAdvertisement:
 				if m.TargetAddress == ll && !llDone {
-					c.log.Warn("link-local address in use on the link; choosing another", "addr", ll)
-					newIID(&l.llIID)
-					ll = withIID(netip.MustParseAddr("fe80::"), l.llIID)
+					s.log.Warn("link-local address in use on the link; choosing another", "addr", ll)
+					l.llIID = iphttps.RandomIID()
+					ll = iphttps.LinkLocal(l.llIID)
 					dad(ll)
 					llTimer.Reset(dadWait)
 				}
 			}
 		}
 	}
-	if err := l.apply(ctx, c, ra, nd, dad, outerV6, true); err != nil {
+	if err := l.apply(ctx, s, ra, nd, dad, outerV6, true); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	l.up, l.upSince = true, time.Now()
 	l.mu.Unlock()
-	c.st.Update(func(s *status.Interface) {
-		s.State, s.LastErrorCode, s.LastError = "LinkUp", winerr.Success, ""
-		s.InterfaceStatus, s.Since, s.NextRetry = winerr.StatusActive, time.Now(), time.Time{}
+	s.l.Update(func(st *status.Interface) {
+		st.State, st.LastErrorCode, st.LastError = "LinkUp", winerr.Success, ""
+		st.InterfaceStatus, st.Since, st.NextRetry = winerr.StatusActive, time.Now(), time.Time{}
 	})
-	c.log.Info("IPHTTPS interface active", "address", l.addr, "prefix", l.prefix, "routes", l.routes)
+	s.log.Info("IPHTTPS interface active", "address", l.addr, "prefix", l.prefix, "routes", l.routes)
 
-	live := newLiveness(time.Now(), c.c.pktsDown.Load())
+	live := newLiveness(time.Now(), s.received.Load())
 	check := time.NewTicker(livenessCheck)
 	defer check.Stop()
 	for {
@@ -178,37 +158,37 @@ func (l *link) run(ctx context.Context, c *Client, ob *wire.Outbox, nd <-chan nd
 		case <-ctx.Done():
 			return nil
 		case now := <-check.C:
-			probe, dead, silent := live.check(now, c.c.pktsDown.Load())
+			probe, dead, silent := live.check(now, s.received.Load())
 			if dead {
 				return winerr.Errorf(winerr.TimedOut, "nothing came from the server for %v despite neighbor solicitations to the router: the connection is dead", silent.Round(time.Second))
 			}
 			if probe {
-				if r := c.routerLL.Load(); r != nil {
-					send(ll, *r, &ndp.NeighborSolicitation{TargetAddress: *r})
+				if r := s.t.st.routerLL.Load(); r != nil {
+					send(packet.BuildICMPv6(ll, *r, 255, &ndp.NeighborSolicitation{TargetAddress: *r}))
 				} else {
-					send(ll, allRouters, &ndp.RouterSolicitation{})
+					send(iphttps.RouterSolicitation(ll))
 				}
-				c.log.Debug("the server is silent; probing the router", "silent", silent.Round(time.Second))
+				s.log.Debug("the server is silent; probing the router", "silent", silent.Round(time.Second))
 			}
 		case m := <-nd:
 			if ra, ok := m.(*ndp.RouterAdvertisement); ok {
-				if err := l.apply(ctx, c, ra, nd, dad, outerV6, false); err != nil {
-					c.log.Warn("router advertisement not applied", "err", err)
+				if err := l.apply(ctx, s, ra, nd, dad, outerV6, false); err != nil {
+					s.log.Warn("router advertisement not applied", "err", err)
 				}
 			}
 		}
 	}
 }
 
-func (l *link) setLinkLocal(c *Client, ll netip.Addr) error {
+func (l *link) setLinkLocal(s *session, ll netip.Addr) error {
 	if l.ll == ll {
 		return nil
 	}
-	if err := c.host.AddAddr(netip.PrefixFrom(ll, 64), 0, 0, true); err != nil {
+	if err := s.l.Host().AddAddr(netip.PrefixFrom(ll, 64), 0, 0, true); err != nil {
 		return winerr.New(winerr.InstallFailure, err)
 	}
 	if l.ll.IsValid() {
-		c.host.DelAddr(netip.PrefixFrom(l.ll, 64))
+		s.l.Host().DelAddr(netip.PrefixFrom(l.ll, 64))
 	}
 	l.ll = ll
 	return nil
@@ -217,23 +197,22 @@ func (l *link) setLinkLocal(c *Client, ll netip.Addr) error {
 // apply configures the address and routes an advertisement gives. On a new
 // connection (fresh) the address goes through duplicate address detection
 // again, which also registers it with the server.
-func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement, nd <-chan ndp.Message, dad func(netip.Addr), outerV6, fresh bool) error {
-	pi, ok := packet.SLAACPrefix(ra)
+func (l *link) apply(ctx context.Context, s *session, ra *ndp.RouterAdvertisement, nd <-chan ndp.Message, dad func(netip.Addr), outerV6, fresh bool) error {
+	pfx, pi, ok := iphttps.ChoosePrefix(ra)
 	if !ok {
 		return fmt.Errorf("advertisement without a usable /64 prefix")
 	}
-	pfx := netip.PrefixFrom(pi.Prefix, 64).Masked()
-	h := c.host
+	h := s.l.Host()
 	if l.prefix.IsValid() && l.prefix != pfx {
-		c.log.Info("the server's prefix changed; removing the old address", "old", l.prefix, "new", pfx)
+		s.log.Info("the server's prefix changed; removing the old address", "old", l.prefix, "new", pfx)
 		h.DelAddr(netip.PrefixFrom(l.addr, 64))
 		l.prefix, l.addr = netip.Prefix{}, netip.Addr{}
 		fresh = true
 	}
-	addr := withIID(pfx.Addr(), l.gIID)
+	addr := iphttps.WithIID(pfx.Addr(), l.gIID)
 	if fresh || !l.addr.IsValid() {
 		var err error
-		if addr, err = l.detectDuplicates(ctx, c, pfx, nd, dad); err != nil {
+		if addr, err = l.detectDuplicates(ctx, s, pfx, nd, dad); err != nil {
 			return err
 		}
 	}
@@ -248,21 +227,21 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 			want = append(want, netip.PrefixFrom(ri.Prefix, int(ri.PrefixLength)).Masked())
 		}
 	}
-	if ra.RouterLifetime > 0 && c.o.AcceptDefaultRoute {
+	if ra.RouterLifetime > 0 && s.t.o.AcceptDefaultRoute {
 		want = append(want, defRoute)
 	}
-	want = append(want, c.o.Routes...)
+	want = append(want, s.l.Routes()...)
 	var installed []netip.Prefix
 	for _, p := range want {
 		if slices.Contains(installed, p) {
 			continue
 		}
 		if p.Bits() == 0 && outerV6 {
-			c.log.Warn("not installing the advertised default route: the connection to the server runs over IPv6 and would be routed into the tunnel")
+			s.log.Warn("not installing the advertised default route: the connection to the server runs over IPv6 and would be routed into the tunnel")
 			continue
 		}
 		if err := h.ReplaceRoute(p); err != nil {
-			c.log.Warn("cannot install route", "route", p, "err", err)
+			s.log.Warn("cannot install route", "route", p, "err", err)
 			continue
 		}
 		installed = append(installed, p)
@@ -278,17 +257,17 @@ func (l *link) apply(ctx context.Context, c *Client, ra *ndp.RouterAdvertisement
 	for i, p := range installed {
 		routes[i] = p.String()
 	}
-	c.st.Update(func(s *status.Interface) { s.Prefix, s.Addresses, s.Routes = pfx.String(), addrs, routes })
+	s.l.Update(func(st *status.Interface) { st.Prefix, st.Addresses, st.Routes = pfx.String(), addrs, routes })
 	return nil
 }
 
 // detectDuplicates runs duplicate address detection for the global address,
 // choosing a new interface identifier when the server defends the address
 // for another client.
-func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix, nd <-chan ndp.Message, dad func(netip.Addr)) (netip.Addr, error) {
+func (l *link) detectDuplicates(ctx context.Context, s *session, pfx netip.Prefix, nd <-chan ndp.Message, dad func(netip.Addr)) (netip.Addr, error) {
 	reclaims := 0
 	for i := 0; i < dadAttempts; i++ {
-		addr := withIID(pfx.Addr(), l.gIID)
+		addr := iphttps.WithIID(pfx.Addr(), l.gIID)
 		dad(addr)
 		t := time.NewTimer(dadWait)
 		conflict := false
@@ -318,18 +297,20 @@ func (l *link) detectDuplicates(ctx context.Context, c *Client, pfx netip.Prefix
 			// Keeping the address keeps every socket bound to it.
 			reclaims++
 			i--
-			c.log.Info("our previous address is still held at the server, probably by our previous connection; trying it again", "addr", addr, "in", reclaimWait)
-			if !sleep(ctx, reclaimWait) {
+			s.log.Info("our previous address is still held at the server, probably by our previous connection; trying it again", "addr", addr, "in", reclaimWait)
+			select {
+			case <-ctx.Done():
 				return addr, ctx.Err()
+			case <-time.After(reclaimWait):
 			}
 			continue
 		}
-		c.log.Warn("address in use by another client (duplicate address detection); choosing another", "addr", addr)
+		s.log.Warn("address in use by another client (duplicate address detection); choosing another", "addr", addr)
 		if l.addr == addr {
-			c.host.DelAddr(netip.PrefixFrom(addr, 64))
+			s.l.Host().DelAddr(netip.PrefixFrom(addr, 64))
 			l.addr = netip.Addr{}
 		}
-		newIID(&l.gIID)
+		l.gIID = iphttps.RandomIID()
 	}
 	return netip.Addr{}, winerr.Errorf(winerr.NoData, "duplicate address detection failed %d times on %s", dadAttempts, pfx)
 }
