@@ -92,7 +92,8 @@ func (l *procLab) LogFile(name string) string { return filepath.Join(l.dir, name
 // SocketFile is the control socket of iphttps process name.
 func (l *procLab) SocketFile(name string) string { return filepath.Join(l.dir, name+".sock") }
 
-// addNetns creates namespace ns and records it for Down.
+// addNetns creates namespace ns, records it for Down, and turns duplicate
+// address detection off in it before any link exists there (disableDAD).
 func (l *procLab) addNetns(ctx context.Context, ns string) error {
 	if err := AddNetns(ctx, ns); err != nil {
 		return err
@@ -100,7 +101,7 @@ func (l *procLab) addNetns(ctx context.Context, ns string) error {
 	l.mu.Lock()
 	l.namespaces = append(l.namespaces, ns)
 	l.mu.Unlock()
-	return nil
+	return disableDAD(ns)
 }
 
 // disableDAD turns IPv6 duplicate address detection off in ns for the

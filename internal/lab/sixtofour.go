@@ -279,13 +279,11 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 		names = append(names, l.ClientNS(i))
 	}
 	for _, ns := range names {
+		// addNetns turns duplicate address detection off before the
+		// veths exist: da forwards the clients' packets to corp, which it
+		// cannot solicit while its link-local address there is tentative
+		// (see disableDAD).
 		if err := l.addNetns(ctx, ns); err != nil {
-			return err
-		}
-		// Before the veths: da forwards the clients' packets to corp,
-		// which it cannot solicit while its link-local address there is
-		// tentative (see disableDAD).
-		if err := disableDAD(ns); err != nil {
 			return err
 		}
 	}

@@ -430,7 +430,7 @@ func (t *TeredoLab) makeTopology(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return t.waitLinksReady(ctx, linksReadyTimeout)
 }
 
 // TeredoNATRuleset is the nftables ruleset of a lab NAT whose outside
