@@ -53,7 +53,7 @@ func (s *Server) startRelays() error {
 		t, err := teredosrv.New(teredosrv.Options{
 			Primary: s.o.Teredo.Primary, Secondary: s.o.Teredo.Secondary, Lab: s.o.Teredo.Lab,
 			Serves: s.serves(), Log: s.log.With("transport", "teredo"),
-			NewHostWriter: func() teredosrv.PacketWriter { return newWriter() },
+			NewHostWriter: func() tundev.PacketWriter { return newWriter() },
 		})
 		if err != nil {
 			return err
@@ -67,7 +67,7 @@ func (s *Server) startRelays() error {
 		r, err := sixtofoursrv.New(sixtofoursrv.Options{
 			Address: s.o.SixToFour.Address, Lab: s.o.SixToFour.Lab,
 			Serves: s.serves(), Log: s.log.With("transport", "6to4"),
-			NewHostWriter: func() sixtofoursrv.PacketWriter { return newWriter() },
+			NewHostWriter: func() tundev.PacketWriter { return newWriter() },
 		})
 		if err != nil {
 			return err

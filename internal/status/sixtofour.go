@@ -62,36 +62,20 @@ func SixToFourJSON(ifs []Interface) []any {
 // line is Windows' "6to4 Service State", the others iphttps' own. A line
 // whose value is not known is left out.
 func WriteSixToFour(w io.Writer, ifs []Interface) error {
-	var b strings.Builder
-	n := 0
-	block := func() {
-		if n > 0 {
-			b.WriteString("\n")
-		}
-		n++
-		b.WriteString("6to4 Parameters\n")
-		b.WriteString(strings.Repeat("-", teredoDashes))
-		b.WriteString("\n")
-	}
-	for _, s := range ifs {
+	return writeBlocks(w, "6to4 Parameters", ifs, func(b *strings.Builder, s Interface) bool {
 		switch {
 		case s.SixToFour != nil:
-			block()
-			writeSixToFourClient(&b, *s.SixToFour)
+			writeSixToFourClient(b, *s.SixToFour)
 		case s.SixToFourRelay != nil:
-			block()
-			teredoLine(&b, "6to4 Service State", "enabled")
-			teredoLine(&b, "Type", "relay")
-			teredoLine(&b, "6to4 Address", s.SixToFourRelay.Address)
-			teredoLine(&b, "Prefix", s.SixToFourRelay.Prefix)
+			teredoLine(b, "6to4 Service State", "enabled")
+			teredoLine(b, "Type", "relay")
+			teredoLine(b, "6to4 Address", s.SixToFourRelay.Address)
+			teredoLine(b, "Prefix", s.SixToFourRelay.Prefix)
+		default:
+			return false
 		}
-	}
-	if n == 0 {
-		block()
-		writeSixToFourClient(&b, SixToFourDisabled)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+		return true
+	}, func(b *strings.Builder) { writeSixToFourClient(b, SixToFourDisabled) })
 }
 
 func writeSixToFourClient(b *strings.Builder, s SixToFourState) {

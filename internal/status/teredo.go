@@ -101,35 +101,48 @@ func TeredoJSON(ifs []Interface) []any {
 //
 // When no daemon runs Teredo, the block is TeredoDisabled.
 func WriteTeredo(w io.Writer, ifs []Interface) error {
-	var b strings.Builder
-	n := 0
-	block := func() {
-		if n > 0 {
-			b.WriteString("\n")
-		}
-		n++
-		b.WriteString("Teredo Parameters\n")
-		b.WriteString(strings.Repeat("-", teredoDashes))
-		b.WriteString("\n")
-	}
-	for _, s := range ifs {
+	return writeBlocks(w, "Teredo Parameters", ifs, func(b *strings.Builder, s Interface) bool {
 		switch {
 		case s.TeredoClient != nil:
-			block()
-			writeTeredoClient(&b, s.TeredoClient.Normalized())
+			writeTeredoClient(b, s.TeredoClient.Normalized())
 		case s.Teredo != nil:
-			block()
-			teredoLine(&b, "Type", "server")
-			teredoLine(&b, "Primary Address", s.Teredo.Primary)
-			teredoLine(&b, "Secondary Address", s.Teredo.Secondary)
-			teredoLine(&b, "Prefix", s.Teredo.Prefix)
+			teredoLine(b, "Type", "server")
+			teredoLine(b, "Primary Address", s.Teredo.Primary)
+			teredoLine(b, "Secondary Address", s.Teredo.Secondary)
+			teredoLine(b, "Prefix", s.Teredo.Prefix)
+		default:
+			return false
+		}
+		return true
+	}, func(b *strings.Builder) { writeTeredoClient(b, TeredoDisabled) })
+}
+
+// writeBlocks writes, in the layout of netsh's transition-technology
+// output, one block per daemon of ifs that block fills: the header line,
+// 45 dashes, then the lines block writes (it returns false, having written
+// nothing, for a daemon without this technology); blocks are separated by
+// a blank line. With no block at all, one block of none's lines.
+func writeBlocks(w io.Writer, header string, ifs []Interface, block func(*strings.Builder, Interface) bool, none func(*strings.Builder)) error {
+	var out, b strings.Builder
+	n := 0
+	add := func() {
+		if n > 0 {
+			out.WriteString("\n")
+		}
+		n++
+		out.WriteString(header + "\n" + strings.Repeat("-", teredoDashes) + "\n" + b.String())
+		b.Reset()
+	}
+	for _, s := range ifs {
+		if block(&b, s) {
+			add()
 		}
 	}
 	if n == 0 {
-		block()
-		writeTeredoClient(&b, TeredoDisabled)
+		none(&b)
+		add()
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, out.String())
 	return err
 }
 

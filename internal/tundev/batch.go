@@ -40,6 +40,14 @@ func (b *ReadBatch) Packet(i int) []byte {
 	return b.bufs[i][Offset : Offset+b.sizes[i]]
 }
 
+// PacketWriter gathers packets and writes them in one go: a Writer, or a
+// test's stand-in for one (the relays take their writer to the host as a
+// PacketWriter).
+type PacketWriter interface {
+	Add(pkt []byte) error
+	Flush() error
+}
+
 // Writer gathers packets and writes them to a TUN device in one call, which
 // lets the device coalesce TCP segments (GRO) when offload is on. A Writer is
 // used by one goroutine at a time.

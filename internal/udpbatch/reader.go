@@ -1,6 +1,7 @@
 package udpbatch
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 
@@ -94,4 +95,19 @@ func (r *Reader) deliver(fn func(Datagram), b []byte, from netip.AddrPort) {
 		return
 	}
 	fn(Datagram{B: b, From: from})
+}
+
+// Serve reads until the socket is closed: fn for each datagram, then
+// batchDone after each receive call (where a reader writes what it
+// gathered). It returns nil once the socket is closed, else the error.
+func (r *Reader) Serve(fn func(Datagram), batchDone func()) error {
+	for {
+		if err := r.Read(fn); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		batchDone()
+	}
 }

@@ -1,8 +1,6 @@
 package client
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 
 	"github.com/iphttps/iphttps/internal/packet"
@@ -93,15 +91,9 @@ func (s *session) read() error {
 		w.Add(p) // never full: flushed after each batch of readBatch
 		pkts, nbytes = pkts+1, nbytes+len(p)
 	}
-	for {
-		if err := r.Read(each); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
+	return r.Serve(each, func() {
 		if pkts == 0 {
-			continue
+			return
 		}
 		if err := w.Flush(); err != nil {
 			c.host.Add(uint64(pkts))
@@ -111,5 +103,5 @@ func (s *session) read() error {
 			s.l.Received(pkts, nbytes)
 		}
 		pkts, nbytes = 0, 0
-	}
+	})
 }

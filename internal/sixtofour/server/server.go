@@ -25,6 +25,7 @@ import (
 	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/sixtofour"
 	"github.com/iphttps/iphttps/internal/status"
+	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -40,19 +41,13 @@ type Options struct {
 	// server (its prefix, its routes, its own addresses).
 	Serves []netip.Prefix
 	// NewHostWriter makes the reader's writer to the host.
-	NewHostWriter func() PacketWriter
+	NewHostWriter func() tundev.PacketWriter
 	// MaxPeers bounds the table of clients shown by show clients
 	// (DefaultMaxPeers when 0); PeerIdle is how long a client stays in it
 	// after its last packet (DefaultPeerIdle when 0).
 	MaxPeers int
 	PeerIdle time.Duration
 	Log      *slog.Logger
-}
-
-// PacketWriter gathers packets and writes them in one go (tundev.Writer).
-type PacketWriter interface {
-	Add(pkt []byte) error
-	Flush() error
 }
 
 // Defaults of the client table.
@@ -165,7 +160,7 @@ func (s *Server) Run(ctx context.Context) error {
 // the packets for the host leave in one write per batch.
 func (s *Server) read() error {
 	r := udpbatch.NewReader(s.pc, readBatch, readBuf, false)
-	var w PacketWriter
+	var w tundev.PacketWriter
 	if s.o.NewHostWriter != nil {
 		w = s.o.NewHostWriter()
 	}
@@ -194,21 +189,15 @@ func (s *Server) read() error {
 			pending = true
 		}
 	}
-	for {
+	return r.Serve(each, func() {
 		now = time.Time{}
-		if err := r.Read(each); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
 		if pending {
 			pending = false
 			if err := w.Flush(); err != nil {
 				s.c.hostFail.Add(1)
 			}
 		}
-	}
+	})
 }
 
 // inbound checks a datagram from a client; it returns the IPv6 packet to

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iphttps/iphttps/internal/testenv/netnstest"
+	"github.com/iphttps/iphttps/internal/tundev"
 )
 
 // The test's addresses: the server, three 6to4 clients, the intranet.
@@ -71,7 +72,7 @@ func newFixture(t *testing.T, o Options) *fixture {
 	f := &fixture{t: t}
 	o.Address, o.Lab, o.Serves = serverV4, true, []netip.Prefix{intranet}
 	o.Log = slog.New(slog.DiscardHandler)
-	o.NewHostWriter = func() PacketWriter {
+	o.NewHostWriter = func() tundev.PacketWriter {
 		return funcWriter(func(p []byte) {
 			f.mu.Lock()
 			f.toHost = append(f.toHost, bytes.Clone(p))

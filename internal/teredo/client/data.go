@@ -219,16 +219,10 @@ func (s *session) read() error {
 			pkts, nbytes = pkts+1, nbytes+len(p)
 		}
 	}
-	for {
+	return r.Serve(each, func() {
 		now = time.Time{}
-		if err := r.Read(each); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
 		flush()
-	}
+	})
 }
 
 // handle applies the reception rules to a datagram from from; it returns

@@ -23,6 +23,7 @@ import (
 	"github.com/iphttps/iphttps/internal/teredo/server"
 	"github.com/iphttps/iphttps/internal/testenv"
 	"github.com/iphttps/iphttps/internal/testenv/netnstest"
+	"github.com/iphttps/iphttps/internal/tundev"
 )
 
 // The test topology, three namespaces joined by veth pairs; the Teredo
@@ -163,7 +164,7 @@ func (f *fixture) startServer() {
 		var err error
 		f.server, err = server.New(server.Options{
 			Primary: primary, Lab: true, Serves: []netip.Prefix{intranet},
-			NewHostWriter: func() server.PacketWriter { return relayHost{f} },
+			NewHostWriter: func() tundev.PacketWriter { return relayHost{f} },
 			Log:           slog.New(slog.DiscardHandler),
 		})
 		return err

@@ -30,6 +30,7 @@ import (
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
+	"github.com/iphttps/iphttps/internal/tundev"
 	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
@@ -50,7 +51,7 @@ type Options struct {
 	// Teredo clients' packets to the host (the TUN device): Add copies a
 	// packet into a batch, Flush writes the batch (after each batch of
 	// datagrams, so the device can coalesce segments).
-	NewHostWriter func() PacketWriter
+	NewHostWriter func() tundev.PacketWriter
 	// MaxPeers bounds the relay's peer list (0: peer.DefaultMaxPeers).
 	MaxPeers int
 	Log      *slog.Logger
@@ -59,7 +60,7 @@ type Options struct {
 // hostBatch is a socket reader's writer to the host and whether it holds
 // packets not yet written.
 type hostBatch struct {
-	w       PacketWriter
+	w       tundev.PacketWriter
 	pending bool
 	now     time.Time // when the batch arrived: read once per batch, by clock()
 }
@@ -70,12 +71,6 @@ func (w *hostBatch) clock() time.Time {
 		w.now = time.Now()
 	}
 	return w.now
-}
-
-// PacketWriter gathers packets and writes them in one go (tundev.Writer).
-type PacketWriter interface {
-	Add(pkt []byte) error
-	Flush() error
 }
 
 // readBatch is how many datagrams one receive call (recvmmsg) takes;
@@ -241,21 +236,15 @@ func (s *Server) read(i int) error {
 		}
 		s.handle(i, d.B, d.From, &w)
 	}
-	for {
+	return r.Serve(each, func() {
 		w.now = time.Time{}
-		if err := r.Read(each); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
 		if w.pending {
 			w.pending = false
 			if err := w.w.Flush(); err != nil {
 				s.c.drop(dropHostWrite)
 			}
 		}
-	}
+	})
 }
 
 // Drop reasons (counter names are "drop_" + reason).

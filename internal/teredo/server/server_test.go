@@ -15,6 +15,7 @@ import (
 	"github.com/iphttps/iphttps/internal/teredo"
 	"github.com/iphttps/iphttps/internal/teredo/peer"
 	"github.com/iphttps/iphttps/internal/testenv/netnstest"
+	"github.com/iphttps/iphttps/internal/tundev"
 )
 
 var (
@@ -54,7 +55,7 @@ func newFixture(t *testing.T) (*fixture, func(ap string) *net.UDPConn) {
 		var err error
 		f.srv, err = New(Options{
 			Primary: primary, Lab: true, Serves: []netip.Prefix{intranet},
-			NewHostWriter: func() PacketWriter {
+			NewHostWriter: func() tundev.PacketWriter {
 				return funcWriter(func(p []byte) {
 					f.mu.Lock()
 					f.toHost = append(f.toHost, append([]byte(nil), p...))
