@@ -149,6 +149,7 @@ are removed.`,
 	f.BoolVar(&cfg.UserspaceDirect, "userspace-direct", cfg.UserspaceDirect, "userspace mode: connect directly to destinations outside the tunnel's routes (false: refuse them)")
 	addTeredoClientFlags(f, &cfg)
 	addSixToFourClientFlags(f, &cfg)
+	addPathFlags(f, &cfg)
 	addLogFlags(cmd, &cfg.Log)
 	return cmd
 }
@@ -226,49 +227,63 @@ func clientOptions(cfg config.Client, log *slog.Logger) (client.Options, error) 
 		}
 		o.Routes = append(o.Routes, p.Masked())
 	}
-	if cfg.SixToFourRelay != "" {
-		if cfg.URL != "" || cfg.TeredoServer != "" {
-			return o, fmt.Errorf("give one of an IP-HTTPS URL, teredo_server (--teredo-server) and 6to4_relay (--6to4-relay): one client runs one transport")
+	methods := 0
+	for _, v := range []string{cfg.URL, cfg.TeredoServer, cfg.SixToFourRelay} {
+		if v != "" {
+			methods++
 		}
+	}
+	switch {
+	case methods > 1:
+		sel, url, err := pathSelector(cfg, log)
+		if err != nil {
+			return o, err
+		}
+		o.Transport, o.URL = sel, url
+		return o, nil
+	case cfg.SixToFourRelay != "":
 		t, err := sixToFourTransport(cfg, log)
 		if err != nil {
 			return o, err
 		}
 		o.Transport, o.URL = t, "6to4://"+cfg.SixToFourRelay
 		return o, nil
-	}
-	if cfg.TeredoServer != "" {
-		if cfg.URL != "" {
-			return o, fmt.Errorf("give either an IP-HTTPS URL or teredo_server (--teredo-server), not both: one client runs one transport")
-		}
+	case cfg.TeredoServer != "":
 		t, err := teredoTransport(cfg, log)
 		if err != nil {
 			return o, err
 		}
 		o.Transport, o.URL = t, "teredo://"+cfg.TeredoServer
 		return o, nil
+	case cfg.URL == "":
+		return o, fmt.Errorf("no IP-HTTPS URL: give it as the argument or as url in the configuration file (e.g. https://da.example.com/IPHTTPS), or --teredo-server or --6to4-relay")
 	}
-	if cfg.URL == "" {
-		return o, fmt.Errorf("no IP-HTTPS URL: give it as the argument or as url in the configuration file (e.g. https://da.example.com/IPHTTPS)")
-	}
-	to := iphttpsclient.Options{ConnectTimeout: cfg.ConnectTimeout, RATimeout: cfg.RATimeout, AcceptDefaultRoute: cfg.AcceptDefaultRoute}
-	o.URL = cfg.URL
-	if to.Target, err = iphttps.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
-		// As on Windows, an unusable URL is a state, not a crash: the client
-		// runs, shows "Invalid IPHTTPS URL specified" (0x4be) and waits for a
-		// corrected configuration (SIGHUP).
-		to.Target, o.ConfigError = iphttps.Target{URL: cfg.URL}, err
-	}
-	if to.Proxy, err = proxyConfig(cfg); err != nil {
+	t, configErr, err := ipHTTPSTransport(cfg)
+	if err != nil {
 		return o, err
 	}
-	if o.ConfigError == nil && to.Target.HTTPS {
+	o.Transport, o.URL, o.ConfigError = t, cfg.URL, configErr
+	return o, nil
+}
+
+// ipHTTPSTransport makes the IP-HTTPS transport for cfg.URL. An unusable
+// URL is configErr, not err: as on Windows it is a state (the client runs,
+// shows "Invalid IPHTTPS URL specified", 0x4be, and waits for a corrected
+// configuration), not a crash.
+func ipHTTPSTransport(cfg config.Client) (t *iphttpsclient.Transport, configErr, err error) {
+	to := iphttpsclient.Options{ConnectTimeout: cfg.ConnectTimeout, RATimeout: cfg.RATimeout, AcceptDefaultRoute: cfg.AcceptDefaultRoute}
+	if to.Target, err = iphttps.ParseURL(cfg.URL, cfg.AllowIPLiteral, cfg.AllowPlainHTTP); err != nil {
+		to.Target, configErr = iphttps.Target{URL: cfg.URL}, err
+	}
+	if to.Proxy, err = proxyConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	if configErr == nil && to.Target.HTTPS {
 		if to.TLS, err = tlsConfig(cfg, to.Target.Host); err != nil {
-			return o, err
+			return nil, nil, err
 		}
 	}
-	o.Transport = iphttpsclient.New(to)
-	return o, nil
+	return iphttpsclient.New(to), configErr, nil
 }
 
 // tlsConfig is the client's TLS configuration for host: the trusted roots

@@ -109,6 +109,17 @@ or those given with --socket). The default layout is that of
 		sub("6to4", "6to4 state of each daemon: Windows' 6to4 Service State, then the address, the relay and the tests that decide whether 6to4 carries traffic",
 			func(ifs []status.Interface) any { return status.SixToFourJSON(ifs) },
 			func(ifs []status.Interface) error { return status.WriteSixToFour(os.Stdout, ifs) }),
+		sub("paths", "A client's methods (6to4, Teredo, IP-HTTPS): which one carries the traffic, each one's state, last code and status in its own interface's words, and when it was last tried",
+			func(ifs []status.Interface) any {
+				m := map[string][]status.Path{}
+				for _, s := range ifs {
+					if len(s.Paths) > 0 {
+						m[s.Device] = s.Paths
+					}
+				}
+				return m
+			},
+			func(ifs []status.Interface) error { return status.WritePaths(os.Stdout, ifs) }),
 		sub("clients", "Clients connected to the local server(s)",
 			func(ifs []status.Interface) any { return clientsOf(ifs) },
 			func(ifs []status.Interface) error {

@@ -142,6 +142,11 @@ func (c *Client) Status() status.Interface {
 			s.Counters[prefix+k] = v
 		}
 	}
+	if tc, ok := c.o.Transport.(PrefixedCounter); ok {
+		for k, v := range tc.PrefixedCounters() {
+			s.Counters[k] = v
+		}
+	}
 	return s
 }
 

@@ -39,6 +39,10 @@ type (
 	// connections made); they are added to the host side's counters of the
 	// same name.
 	InterfaceCounter interface{ InterfaceCounters() map[string]uint64 }
+	// PrefixedCounter has counters already named by transport
+	// ("teredo/...", "6to4/..."): a transport that runs others (package
+	// paths) passes theirs on as they are.
+	PrefixedCounter interface{ PrefixedCounters() map[string]uint64 }
 	// UpTimer tells how long the last session was up, when that is not
 	// the time Connect ran (the reconnect timer restarts only after a
 	// session that was up for a while).

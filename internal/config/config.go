@@ -141,6 +141,11 @@ type Client struct {
 	SixToFourRelay        string        `toml:"6to4_relay"`
 	SixToFourLab          bool          `toml:"6to4_lab"`
 	SixToFourTestInterval time.Duration `toml:"6to4_test_interval"`
+	// Several methods (more than one of url, teredo_server and
+	// 6to4_relay): the order they are tried in, and how often the better
+	// ones are tried again while a worse one carries the traffic.
+	PathsOrder   []string      `toml:"paths_order"`
+	PathsRecheck time.Duration `toml:"paths_recheck"`
 	Log
 }
 
@@ -165,6 +170,8 @@ func DefaultClient() Client {
 		// Windows' default Client Refresh Interval.
 		TeredoRefreshInterval: 30 * time.Second,
 		SixToFourTestInterval: time.Minute,
+		PathsOrder:            []string{"6to4", "teredo", "ip-https"},
+		PathsRecheck:          5 * time.Minute,
 		Log:                   Log{Level: "info", Format: "text"},
 	}
 }

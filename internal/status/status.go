@@ -41,6 +41,9 @@ type Interface struct {
 	TeredoClient *TeredoState `json:"teredo_client,omitempty"`
 	// SixToFour is set on a client whose transport is 6to4.
 	SixToFour *SixToFourState `json:"6to4_client,omitempty"`
+	// Paths is set on a client with several methods (package paths): each
+	// method's state, the one carrying traffic first.
+	Paths []Path `json:"paths,omitempty"`
 }
 
 // TeredoState is a Teredo client's state in the words Windows uses

@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iphttps/iphttps/internal/control"
+	"github.com/iphttps/iphttps/internal/lab"
+	"github.com/iphttps/iphttps/internal/status"
+)
+
+// pathsClient is iphttps's client with all three methods in lab client i.
+type pathsClient struct {
+	t    *testing.T
+	l    *lab.SixToFourLab
+	i    int
+	sock string
+}
+
+// startPathsClient starts `iphttps client URL --teredo-server
+// --6to4-relay` in client i's namespace: the lab server's three methods,
+// its self-signed certificate trusted, its name in the namespace's hosts
+// file.
+func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, extra ...string) *pathsClient {
+	t.Helper()
+	ns := l.ClientNS(i)
+	etc := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte(l.ServerIPv4().String()+" "+lab.ServerName+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "iphttps-paths-" + lab.SixToFourClientRole(i)
+	c := &pathsClient{t: t, l: l, i: i, sock: l.SocketFile(name)}
+	server := l.ServerIPv4().String()
+	argv := append([]string{requireLab(t), "client", "https://" + lab.ServerName + "/IPHTTPS",
+		"--ca", filepath.Join(l.Dir(), "self-signed-"+lab.ServerName+".pem"),
+		"--teredo-server", server, "--teredo-lab", "--6to4-relay", server, "--6to4-lab",
+		"--route", lab.SixToFourIntranetPrefix, "--control-socket", c.sock, "--log-level", "debug"}, extra...)
+	if err := l.Start(name, ns, argv...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			f := l.LogFile(name)
+			t.Logf("--- last lines of %s:\n%s", f, lab.LogTail(f, 40))
+		}
+	})
+	return c
+}
+
+func (c *pathsClient) paths() ([]status.Path, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := control.Fetch(ctx, c.sock)
+	return st.Paths, err
+}
+
+// waitActive waits until method carries the traffic and returns the paths
+// then.
+func (c *pathsClient) waitActive(method string, timeout time.Duration) []status.Path {
+	c.t.Helper()
+	start := time.Now()
+	var ps []status.Path
+	var err error
+	for time.Since(start) < timeout {
+		ps, err = c.paths()
+		for _, p := range ps {
+			if p.Active && p.Method == method {
+				c.t.Logf("%s: traffic over %s after %s", lab.SixToFourClientRole(c.i), method, time.Since(start).Round(time.Millisecond))
+				return ps
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("%s: %s does not carry the traffic after %s: %+v (%v)", lab.SixToFourClientRole(c.i), method, timeout, ps, err)
+	return ps
+}
+
+// checkPath fails t unless method's path is in state with code.
+func checkPath(t *testing.T, who string, ps []status.Path, method, state, code string) {
+	t.Helper()
+	for _, p := range ps {
+		if p.Method == method {
+			if p.State != state || (code != "" && p.Code != code) {
+				t.Errorf("%s: %s is %s %s (%s: %s), want %s %s", who, method, p.State, p.Code, p.Status, p.Reason, state, code)
+			}
+			return
+		}
+	}
+	t.Errorf("%s: no %s in %+v", who, method, ps)
+}
+
+// blockFor makes inet drop what match matches to and from lab client i
+// (an nftables table of its own); it returns the function that lifts it.
+func blockFor(t *testing.T, l *lab.SixToFourLab, i int, table string, match ...string) func() {
+	t.Helper()
+	inet := l.NS(lab.SixToFourRoleInet)
+	dev := "to-" + lab.SixToFourClientRole(i)
+	if l.Kind(i) == lab.SixToFourNAT {
+		dev = "to-" + lab.SixToFourNATRole(i)
+	}
+	cmds := [][]string{
+		{"add", "table", "ip", table},
+		{"add", "chain", "ip", table, "block", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"},
+		append(append([]string{"add", "rule", "ip", table, "block", "iifname", dev}, match...), "drop"),
+		append(append([]string{"add", "rule", "ip", table, "block", "oifname", dev}, match...), "drop"),
+	}
+	for _, cmd := range cmds {
+		if out, err := l.Exec(inet, append([]string{"nft"}, cmd...)...); err != nil {
+			t.Fatalf("nft %v: %v: %s", cmd, err, out)
+		}
+	}
+	lifted := false
+	lift := func() {
+		if lifted {
+			return
+		}
+		lifted = true
+		if out, err := l.Exec(inet, "nft", "delete", "table", "ip", table); err != nil {
+			t.Errorf("nft delete table %s: %v: %s", table, err, out)
+		}
+	}
+	t.Cleanup(lift)
+	return lift
+}
+
+// TestPaths: one client configuration with all three of the server's
+// methods, in three places. With a public address the client uses 6to4;
+// behind a NAT with a public-looking address, not 6to4 (the mapping test)
+// but Teredo; where protocol 41 and UDP 3544 are blocked (a hotel), neither
+// but IP-HTTPS. `show paths` says which and why. When UDP 3544 is cut under
+// the Teredo client it moves to IP-HTTPS and the pings go on; when UDP
+// comes back it returns to Teredo.
+func TestPaths(t *testing.T) {
+	l := newSixToFourLab(t, lab.SixToFourOptions{Prefix: "ip6p-",
+		Clients: []lab.SixToFourKind{lab.SixToFourPublic, lab.SixToFourNAT, lab.SixToFourFiltered}})
+	startSixToFourServerWithTeredo(t, l)
+	// The hotel: besides the lab's protocol-41 filter, no UDP to 3544.
+	blockFor(t, l, 3, "paths_test_hotel", "udp", "dport", "3544")
+
+	fast := []string{"--paths-recheck", "3s", "--teredo-refresh-interval", "2s", "--reconnect-initial", "2s", "--reconnect-max", "4s"}
+	public := startPathsClient(t, l, 1, fast...)
+	natted := startPathsClient(t, l, 2, fast...)
+	hotel := startPathsClient(t, l, 3, fast...)
+
+	t.Run("public-6to4", func(t *testing.T) {
+		ps := public.waitActive("6to4", 20*time.Second)
+		checkPath(t, "cli1", ps, "6to4", "active", "0x0")
+		if n := pingCount(t, l, 1, l.IntranetHost(), 10); n != 10 {
+			t.Errorf("%d of 10 pings answered", n)
+		}
+	})
+	t.Run("nat-teredo", func(t *testing.T) {
+		ps := natted.waitActive("Teredo", 30*time.Second)
+		checkPath(t, "cli2", ps, "6to4", "failed", "0x2743")
+		checkPath(t, "cli2", ps, "Teredo", "active", "0x0")
+		if n := pingCount(t, l, 2, l.IntranetHost(), 10); n != 10 {
+			t.Errorf("%d of 10 pings answered", n)
+		}
+	})
+	t.Run("hotel-iphttps", func(t *testing.T) {
+		ps := hotel.waitActive("IP-HTTPS", 60*time.Second)
+		checkPath(t, "cli3", ps, "6to4", "failed", "0x274c")
+		checkPath(t, "cli3", ps, "Teredo", "failed", "")
+		checkPath(t, "cli3", ps, "IP-HTTPS", "active", "0x0")
+		if n := pingCount(t, l, 3, l.IntranetHost(), 10); n != 10 {
+			t.Errorf("%d of 10 pings answered", n)
+		}
+		out := iphttpsOutput(t, "show", "paths", "--socket", hotel.sock)
+		for _, want := range []string{"*  IP-HTTPS", "6to4", "Teredo", "failed"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("show paths lacks %q:\n%s", want, out)
+			}
+		}
+		t.Logf("show paths:\n%s", out)
+	})
+	t.Run("udp-cut-and-back", func(t *testing.T) {
+		lift := blockFor(t, l, 2, "paths_test_udp_cut", "udp", "dport", "3544")
+		cut := time.Now()
+		natted.waitActive("IP-HTTPS", 60*time.Second)
+		t.Logf("cli2 moved from Teredo to IP-HTTPS %s after UDP 3544 was cut", time.Since(cut).Round(time.Millisecond))
+		if n := pingCount(t, l, 2, l.IntranetHost(), 10); n != 10 {
+			t.Errorf("%d of 10 pings answered over IP-HTTPS", n)
+		}
+		lift()
+		back := time.Now()
+		natted.waitActive("Teredo", 60*time.Second)
+		t.Logf("cli2 returned to Teredo %s after UDP 3544 came back", time.Since(back).Round(time.Millisecond))
+		if n := pingCount(t, l, 2, l.IntranetHost(), 10); n != 10 {
+			t.Errorf("%d of 10 pings answered back over Teredo", n)
+		}
+	})
+}
