@@ -63,3 +63,22 @@ func TestExamplesLoad(t *testing.T) {
 		t.Errorf("client example: %+v", c)
 	}
 }
+
+// The DirectAccess examples name all three methods.
+func TestDirectAccessExamplesLoad(t *testing.T) {
+	s, err := Load("../../examples/directaccess-server.toml", DefaultServer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Teredo != "203.0.113.10" || s.SixToFour != "203.0.113.10" || s.Listen != "203.0.113.10:443" {
+		t.Errorf("server example: teredo %q, 6to4 %q, listen %q", s.Teredo, s.SixToFour, s.Listen)
+	}
+	c, err := Load("../../examples/directaccess-client.toml", DefaultClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL == "" || c.TeredoServer != "203.0.113.10" || c.SixToFourRelay != "203.0.113.10" ||
+		len(c.PathsOrder) != 3 || c.PathsRecheck != 5*time.Minute {
+		t.Errorf("client example: %+v", c)
+	}
+}
