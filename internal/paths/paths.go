@@ -135,8 +135,9 @@ func (s *Selector) RequalifyOnNetworkChange() bool { return true }
 func (s *Selector) InitStatus(st *status.Interface) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	base := *st // each method starts from the daemon's fields, not another method's
 	for i, m := range s.o.Methods {
-		sh := *st
+		sh := base
 		if in, ok := m.Transport.(hostside.StatusIniter); ok {
 			in.InitStatus(&sh)
 		}

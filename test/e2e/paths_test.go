@@ -140,15 +140,19 @@ func blockFor(t *testing.T, l *lab.SixToFourLab, i int, table string, match ...s
 // comes back it returns to Teredo.
 func TestPaths(t *testing.T) {
 	l := newSixToFourLab(t, lab.SixToFourOptions{Prefix: "ip6p-",
-		Clients: []lab.SixToFourKind{lab.SixToFourPublic, lab.SixToFourNAT, lab.SixToFourFiltered}})
+		Clients: []lab.SixToFourKind{lab.SixToFourPublic, lab.SixToFourNAT, lab.SixToFourFiltered, lab.SixToFourFiltered}})
 	startSixToFourServerWithTeredo(t, l)
 	// The hotel: besides the lab's protocol-41 filter, no UDP to 3544.
 	blockFor(t, l, 3, "paths_test_hotel", "udp", "dport", "3544")
+	// Nowhere: no protocol 41, no UDP 3544, no TCP 443.
+	blockFor(t, l, 4, "paths_test_nowhere_udp", "udp", "dport", "3544")
+	blockFor(t, l, 4, "paths_test_nowhere_tcp", "tcp", "dport", "443")
 
 	fast := []string{"--paths-recheck", "3s", "--teredo-refresh-interval", "2s", "--reconnect-initial", "2s", "--reconnect-max", "4s"}
 	public := startPathsClient(t, l, 1, fast...)
 	natted := startPathsClient(t, l, 2, fast...)
 	hotel := startPathsClient(t, l, 3, fast...)
+	nowhere := startPathsClient(t, l, 4, append(fast, "--connect-timeout", "3s")...)
 
 	t.Run("public-6to4", func(t *testing.T) {
 		ps := public.waitActive("6to4", 20*time.Second)
@@ -170,6 +174,13 @@ func TestPaths(t *testing.T) {
 		checkPath(t, "cli3", ps, "6to4", "failed", "0x274c")
 		checkPath(t, "cli3", ps, "Teredo", "failed", "")
 		checkPath(t, "cli3", ps, "IP-HTTPS", "active", "0x0")
+		// Each method's status in the words of its own interface.
+		for _, p := range ps {
+			want := map[string]string{"6to4": "6to4 Service State disabled", "Teredo": "Teredo State offline, Error ", "IP-HTTPS": "IPHTTPS interface active"}[p.Method]
+			if !strings.HasPrefix(p.Status, want) {
+				t.Errorf("cli3: %s status %q, want it to start with %q", p.Method, p.Status, want)
+			}
+		}
 		if n := pingCount(t, l, 3, l.IntranetHost(), 10); n != 10 {
 			t.Errorf("%d of 10 pings answered", n)
 		}
@@ -180,6 +191,34 @@ func TestPaths(t *testing.T) {
 			}
 		}
 		t.Logf("show paths:\n%s", out)
+	})
+	t.Run("every-method-fails", func(t *testing.T) {
+		// 6to4 (8 s), Teredo (8 s), IP-HTTPS (3 s): then every method
+		// shows its code and nothing is routed into a dead tunnel.
+		deadline := time.Now().Add(40 * time.Second)
+		var ps []status.Path
+		for time.Now().Before(deadline) {
+			ps, _ = nowhere.paths()
+			failed := 0
+			for _, p := range ps {
+				if p.State == "failed" {
+					failed++
+				}
+			}
+			if failed == 3 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		checkPath(t, "cli4", ps, "6to4", "failed", "0x274c")
+		checkPath(t, "cli4", ps, "Teredo", "failed", "0x274c")
+		checkPath(t, "cli4", ps, "IP-HTTPS", "failed", "0x274c")
+		addrs, err := l.Exec(l.ClientNS(4), "ip", "-6", "-o", "addr", "show", "dev", "iphttps0", "scope", "global")
+		routes, err2 := l.Exec(l.ClientNS(4), "ip", "-6", "route", "show", "dev", "iphttps0")
+		if err != nil || err2 != nil || strings.TrimSpace(string(addrs)) != "" || strings.Contains(string(routes), lab.SixToFourIntranetPrefix) {
+			t.Errorf("every method failed, but the TUN device has\naddresses: %s\nroutes: %s (%v, %v)", addrs, routes, err, err2)
+		}
+		t.Logf("show paths:\n%s", iphttpsOutput(t, "show", "paths", "--socket", nowhere.sock))
 	})
 	t.Run("udp-cut-and-back", func(t *testing.T) {
 		lift := blockFor(t, l, 2, "paths_test_udp_cut", "udp", "dport", "3544")
