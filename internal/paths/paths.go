@@ -78,6 +78,7 @@ const (
 	StateFailed  = "failed"
 	StateWaiting = "waiting"
 	StateStopped = "stopped"
+	StateStandby = "standby"
 )
 
 // Selector runs the methods (hostside.Transport).

@@ -23,6 +23,8 @@ type round struct {
 	active int    // the method carrying traffic, -1 for none
 	upEver bool
 	last   error // the last failure
+	probes int   // probes of worse methods still running
+	probed []bool
 }
 
 // run is one session of a method.
@@ -39,9 +41,22 @@ type run struct {
 type event struct {
 	i      int
 	ended  bool // else: it attached a sender (it is up)
+	probe  bool // a probe of a worse method finished (err: its result)
 	sender hostside.Sender
 	err    error
 }
+
+// Prober is a method that can tell whether it would work without coming
+// up (IP-HTTPS: connect, TLS, the POST's 200). While a better method
+// carries the traffic, the worse ones that can are probed, so that `show
+// paths` says why each would or would not work (Windows qualifies
+// IP-HTTPS next to Teredo for the same reason).
+type Prober interface {
+	Probe(ctx context.Context, log *slog.Logger) error
+}
+
+// probeTimeout bounds one probe.
+const probeTimeout = 30 * time.Second
 
 // budgetCheck is how often the budgets of methods still trying are
 // checked.
@@ -64,10 +79,13 @@ func (r *round) loop(ctx context.Context) (bool, error) {
 			r.drain()
 			return r.upEver, nil
 		case ev := <-r.events:
-			if ev.ended {
+			switch {
+			case ev.probe:
+				r.probeDone(ev)
+			case ev.ended:
 				r.ended(ctx, ev)
-			} else {
-				r.attached(ev)
+			default:
+				r.attached(ctx, ev)
 			}
 		case <-budgets.C:
 			r.checkBudgets()
@@ -78,6 +96,7 @@ func (r *round) loop(ctx context.Context) (bool, error) {
 				}
 				r.advance(ctx, "periodic re-check of the better methods")
 			}
+			r.probeWorse(ctx)
 		}
 	}
 }
@@ -129,7 +148,7 @@ func (r *round) start(ctx context.Context, i int, m Method, why string) {
 }
 
 // attached: method i is up. The best method up carries the traffic.
-func (r *round) attached(ev event) {
+func (r *round) attached(ctx context.Context, ev event) {
 	ru := r.runs[ev.i]
 	if ru == nil {
 		return
@@ -164,6 +183,55 @@ func (r *round) attached(ev event) {
 		if r.runs[j] != nil {
 			r.stop(j, name+" is up")
 		}
+	}
+	r.publish(ev.i)
+	r.probeWorse(ctx)
+}
+
+// probeWorse probes the methods worse than the one carrying the traffic
+// that can be probed and are not probed already.
+func (r *round) probeWorse(ctx context.Context) {
+	if r.active < 0 {
+		return
+	}
+	if r.probed == nil {
+		r.probed = make([]bool, len(r.runs))
+	}
+	for j := r.active + 1; j < len(r.runs); j++ {
+		p, ok := r.s.o.Methods[j].Transport.(Prober)
+		if !ok || r.runs[j] != nil || r.probed[j] {
+			continue
+		}
+		r.probed[j] = true
+		r.probes++
+		now := time.Now()
+		r.s.setPath(j, func(p *status.Path) { p.LastTried = now })
+		log := r.log.With("path", r.s.o.Methods[j].Name)
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			err := p.Probe(pctx, log)
+			cancel()
+			r.events <- event{i: j, probe: true, err: err}
+		}()
+	}
+}
+
+// probeDone records a probe's result: the method stands by, or why it
+// would fail.
+func (r *round) probeDone(ev event) {
+	r.probes--
+	r.probed[ev.i] = false
+	if r.runs[ev.i] != nil {
+		return // it started meanwhile: its session says more
+	}
+	code, text := describeErr(ev.err)
+	if ev.err == nil {
+		r.s.setPath(ev.i, func(p *status.Path) {
+			p.State, p.Code, p.Status, p.Reason = StateStandby, "0x0", "would connect", "a better method carries the traffic"
+		})
+	} else {
+		r.s.setPath(ev.i, func(p *status.Path) { p.State, p.Code, p.Status, p.Reason = StateFailed, code, "probe failed", text })
+		r.log.Info("path: "+r.s.o.Methods[ev.i].Name+" would not work", "code", code, "err", ev.err)
 	}
 	r.publish(ev.i)
 }
@@ -232,8 +300,12 @@ func (r *round) stopAll(why string) {
 
 // drain waits for every session to return, releasing what each held.
 func (r *round) drain() {
-	for r.running() > 0 {
+	for r.running() > 0 || r.probes > 0 {
 		ev := <-r.events
+		if ev.probe {
+			r.probes--
+			continue
+		}
 		if ev.ended && r.runs[ev.i] != nil {
 			r.runs[ev.i].link.host.release()
 			r.runs[ev.i] = nil

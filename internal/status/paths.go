@@ -21,7 +21,8 @@ type Path struct {
 	// (carrying traffic), "trying" (qualifying, testing, connecting),
 	// "failed" (its last try failed; Code and Status say why), "waiting"
 	// (not tried yet, or tried again later), "stopped" (a better method
-	// took over).
+	// took over), "standby" (a worse method whose probe says it would
+	// work).
 	State string `json:"state"`
 	// Code is the last error code (hex, as Windows prints it; "0x0" when
 	// up) and Status the interface's own status words.

@@ -23,9 +23,9 @@ type pathsClient struct {
 
 // startPathsClient starts `iphttps client URL --teredo-server
 // --6to4-relay` in client i's namespace: the lab server's three methods,
-// its self-signed certificate trusted, its name in the namespace's hosts
-// file.
-func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, extra ...string) *pathsClient {
+// its self-signed certificate trusted; the URL's host is name, which the
+// namespace's hosts file gives the server's address.
+func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, name string, extra ...string) *pathsClient {
 	t.Helper()
 	ns := l.ClientNS(i)
 	etc := filepath.Join("/etc/netns", ns)
@@ -33,22 +33,22 @@ func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, extra ...string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(etc) })
-	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte(l.ServerIPv4().String()+" "+lab.ServerName+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte(l.ServerIPv4().String()+" "+name+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	name := "iphttps-paths-" + lab.SixToFourClientRole(i)
-	c := &pathsClient{t: t, l: l, i: i, sock: l.SocketFile(name)}
+	proc := "iphttps-paths-" + lab.SixToFourClientRole(i)
+	c := &pathsClient{t: t, l: l, i: i, sock: l.SocketFile(proc)}
 	server := l.ServerIPv4().String()
-	argv := append([]string{requireLab(t), "client", "https://" + lab.ServerName + "/IPHTTPS",
+	argv := append([]string{requireLab(t), "client", "https://" + name + "/IPHTTPS",
 		"--ca", filepath.Join(l.Dir(), "self-signed-"+lab.ServerName+".pem"),
 		"--teredo-server", server, "--teredo-lab", "--6to4-relay", server, "--6to4-lab",
 		"--route", lab.SixToFourIntranetPrefix, "--control-socket", c.sock, "--log-level", "debug"}, extra...)
-	if err := l.Start(name, ns, argv...); err != nil {
+	if err := l.Start(proc, ns, argv...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			f := l.LogFile(name)
+			f := l.LogFile(proc)
 			t.Logf("--- last lines of %s:\n%s", f, lab.LogTail(f, 40))
 		}
 	})
@@ -140,7 +140,7 @@ func blockFor(t *testing.T, l *lab.SixToFourLab, i int, table string, match ...s
 // comes back it returns to Teredo.
 func TestPaths(t *testing.T) {
 	l := newSixToFourLab(t, lab.SixToFourOptions{Prefix: "ip6p-",
-		Clients: []lab.SixToFourKind{lab.SixToFourPublic, lab.SixToFourNAT, lab.SixToFourFiltered, lab.SixToFourFiltered}})
+		Clients: []lab.SixToFourKind{lab.SixToFourPublic, lab.SixToFourNAT, lab.SixToFourFiltered, lab.SixToFourFiltered, lab.SixToFourNAT}})
 	startSixToFourServerWithTeredo(t, l)
 	// The hotel: besides the lab's protocol-41 filter, no UDP to 3544.
 	blockFor(t, l, 3, "paths_test_hotel", "udp", "dport", "3544")
@@ -149,10 +149,13 @@ func TestPaths(t *testing.T) {
 	blockFor(t, l, 4, "paths_test_nowhere_tcp", "tcp", "dport", "443")
 
 	fast := []string{"--paths-recheck", "3s", "--teredo-refresh-interval", "2s", "--reconnect-initial", "2s", "--reconnect-max", "4s"}
-	public := startPathsClient(t, l, 1, fast...)
-	natted := startPathsClient(t, l, 2, fast...)
-	hotel := startPathsClient(t, l, 3, fast...)
-	nowhere := startPathsClient(t, l, 4, append(fast, "--connect-timeout", "3s")...)
+	public := startPathsClient(t, l, 1, lab.ServerName, fast...)
+	natted := startPathsClient(t, l, 2, lab.ServerName, fast...)
+	hotel := startPathsClient(t, l, 3, lab.ServerName, fast...)
+	nowhere := startPathsClient(t, l, 4, lab.ServerName, append(fast, "--connect-timeout", "3s")...)
+	// The seed article's case: Teredo works, IP-HTTPS does not (the URL
+	// names the server by a name its certificate does not carry).
+	seed := startPathsClient(t, l, 5, "wrong.example.test", fast...)
 
 	t.Run("public-6to4", func(t *testing.T) {
 		ps := public.waitActive("6to4", 20*time.Second)
@@ -219,6 +222,25 @@ func TestPaths(t *testing.T) {
 			t.Errorf("every method failed, but the TUN device has\naddresses: %s\nroutes: %s (%v, %v)", addrs, routes, err, err2)
 		}
 		t.Logf("show paths:\n%s", iphttpsOutput(t, "show", "paths", "--socket", nowhere.sock))
+	})
+	t.Run("teredo-works-iphttps-broken", func(t *testing.T) {
+		seed.waitActive("Teredo", 30*time.Second)
+		if n := pingCount(t, l, 5, l.IntranetHost(), 5); n != 5 {
+			t.Errorf("%d of 5 pings answered over Teredo", n)
+		}
+		// IP-HTTPS is probed next to Teredo: show paths names its cause.
+		deadline := time.Now().Add(15 * time.Second)
+		var ps []status.Path
+		for time.Now().Before(deadline) {
+			ps, _ = seed.paths()
+			if len(ps) == 3 && ps[2].State == "failed" {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		checkPath(t, "cli5", ps, "Teredo", "active", "0x0")
+		checkPath(t, "cli5", ps, "IP-HTTPS", "failed", "0x103")
+		t.Logf("show paths:\n%s", iphttpsOutput(t, "show", "paths", "--socket", seed.sock))
 	})
 	t.Run("udp-cut-and-back", func(t *testing.T) {
 		lift := blockFor(t, l, 2, "paths_test_udp_cut", "udp", "dport", "3544")

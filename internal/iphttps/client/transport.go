@@ -129,12 +129,25 @@ func (t *Transport) Connect(ctx context.Context, l hostside.Link) (up bool, err 
 }
 
 func (s *session) run(ctx context.Context) (bool, error) {
-	o := s.t.o
 	s.l.Update(func(st *status.Interface) { st.State, st.NextRetry = "LinkDown", time.Time{} })
 	tr := &iphttps.Trace{RouteStart: func(rt proxy.Route) { s.l.Update(func(st *status.Interface) { st.Proxy = rt.Proxy.String() }) }}
-	raw, via, err := iphttps.Dial(ctx, iphttps.DialOptions{Target: o.Target, Proxy: o.Proxy, Timeout: o.ConnectTimeout, Log: s.log}, tr)
+	conn, r, err := s.t.open(ctx, s.log, tr)
 	if err != nil {
 		return false, err
+	}
+	defer conn.Close()
+	s.t.st.c.connects.Add(1)
+	s.l.Update(func(st *status.Interface) { st.State, st.Server = "Established", conn.RemoteAddr().String() })
+	return s.carry(ctx, conn, r)
+}
+
+// open runs the phases up to the server's 200: Dial (through the proxy
+// routes), Handshake, Open. The proxy that worked is remembered.
+func (t *Transport) open(ctx context.Context, log *slog.Logger, tr *iphttps.Trace) (net.Conn, *wire.Reader, error) {
+	o := t.o
+	raw, via, err := iphttps.Dial(ctx, iphttps.DialOptions{Target: o.Target, Proxy: o.Proxy, Timeout: o.ConnectTimeout, Log: log}, tr)
+	if err != nil {
+		return nil, nil, err
 	}
 	conn := raw
 	if o.TLS != nil {
@@ -142,27 +155,36 @@ func (s *session) run(ctx context.Context) (bool, error) {
 		tc, err := iphttps.Handshake(hctx, raw, o.TLS, tr)
 		cancel()
 		if err != nil {
-			return false, err // raw is closed
+			return nil, nil, err // raw is closed
 		}
 		conn = tc
 	}
-	defer conn.Close()
-	s.t.st.c.connects.Add(1)
-	s.l.Update(func(st *status.Interface) { st.State, st.Server = "Established", conn.RemoteAddr().String() })
-
 	octx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	r, err := iphttps.Open(octx, conn, o.Target, iphttps.ReaderSize, tr)
 	cancel()
 	if err != nil {
-		return false, err
+		conn.Close()
+		return nil, nil, err
 	}
 	if via.Proxy.URL != nil && o.Proxy.Cache != nil {
 		// This proxy works: try it first next time.
 		if err := o.Proxy.Cache.Store(o.Target.Addr(), via.Proxy.String()); err != nil {
-			s.log.Warn("cannot remember the proxy", "err", err)
+			log.Warn("cannot remember the proxy", "err", err)
 		}
 	}
-	return s.carry(ctx, conn, r)
+	return conn, r, nil
+}
+
+// Probe tells whether an IP-HTTPS connection would open now (the server
+// answers the POST with 200), without bringing the link up: how path
+// selection learns why IP-HTTPS would fail while another method carries
+// the traffic. The error carries the Windows code.
+func (t *Transport) Probe(ctx context.Context, log *slog.Logger) error {
+	conn, _, err := t.open(ctx, log, nil)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // carry runs the link on an open connection: packets flow both ways, the
