@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,10 +244,32 @@ func TestPaths(t *testing.T) {
 		t.Logf("show paths:\n%s", iphttpsOutput(t, "show", "paths", "--socket", seed.sock))
 	})
 	t.Run("udp-cut-and-back", func(t *testing.T) {
+		// Pings every 0.2 s through the switch: how many are lost.
+		const pings = 200
+		pinged := make(chan string, 1)
+		go func() {
+			out, _ := l.Exec(l.ClientNS(2), "ping", "-6", "-n", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "1", l.IntranetHost().String())
+			pinged <- string(out)
+		}()
+		time.Sleep(time.Second)
 		lift := blockFor(t, l, 2, "paths_test_udp_cut", "udp", "dport", "3544")
 		cut := time.Now()
 		natted.waitActive("IP-HTTPS", 60*time.Second)
 		t.Logf("cli2 moved from Teredo to IP-HTTPS %s after UDP 3544 was cut", time.Since(cut).Round(time.Millisecond))
+		out := <-pinged
+		answered := strings.Count(out, "bytes from "+l.IntranetHost().String())
+		t.Logf("pings every 0.2 s through the switch: %d sent, %d answered, %d lost (%s)", pings, answered, pings-answered, teredoPingSummary(out))
+		last := 0
+		for _, line := range strings.Split(out, "\n") {
+			var seq int
+			if i := strings.Index(line, "icmp_seq="); i >= 0 && strings.Contains(line, "bytes from") {
+				fmt.Sscanf(line[i:], "icmp_seq=%d", &seq)
+				last = max(last, seq)
+			}
+		}
+		if last < pings-2 {
+			t.Errorf("the pings did not go on after the switch (last answered %d of %d):\n%s", last, pings, out)
+		}
 		if n := pingCount(t, l, 2, l.IntranetHost(), 10); n != 10 {
 			t.Errorf("%d of 10 pings answered over IP-HTTPS", n)
 		}
