@@ -30,7 +30,7 @@ func newClientCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "client [URL]",
-		Short: "Connect to an IP-HTTPS (or Teredo) server and keep the tunnel up",
+		Short: "Connect to a DirectAccess server over IP-HTTPS, Teredo or 6to4 (or the best of them) and keep the tunnel up",
 		Long: `Connect to an IP-HTTPS server and bring up a tunnel interface (TUN, MTU 1280). The client
 solicits the server's router advertisement, forms its address from the advertised /64 after
 duplicate address detection, and installs routes to the prefix, to every route the server
@@ -52,6 +52,16 @@ is also the relay to the intranet), reports the NAT type as Windows does (iphttp
 configures its 2001:0::/32 address, and routes 2001::/32 and the --route prefixes into the
 tunnel. A symmetric NAT is refused with the reason: IP-HTTPS is then the way through.
 
+With --6to4-relay the client uses 6to4 (IPv6 in IPv4 protocol 41, for a host with a public
+IPv4 address), after three tests (the address is public, no NAT in the way, protocol 41 gets
+through to the relay and back) that run again on every network change: a failed test takes the
+address and routes off (iphttps show 6to4 says why).
+
+Given more than one of a URL, --teredo-server and --6to4-relay, the client chooses as a
+DirectAccess client does: 6to4, then Teredo, then IP-HTTPS (--paths-order), the first that
+works carrying the traffic, a better one taking over when it works again (--paths-recheck);
+iphttps show paths says which one is in use and why not the others.
+
 On SIGHUP the configuration file is read again and the client reconnects with it (the
 interface name cannot change). On SIGINT or SIGTERM the interface, its addresses and routes
 are removed.`,
@@ -59,7 +69,9 @@ are removed.`,
   iphttps client https://da.example.test/IPHTTPS --ca /etc/iphttps/ca.pem --route 2001:db8:c0::/48
   iphttps client --config /etc/iphttps/client.toml
   iphttps client https://da.example.com/IPHTTPS --userspace --socks 127.0.0.1:1080
-  iphttps client --teredo-server 203.0.113.10 --route 2001:db8:c0::/48`,
+  iphttps client --teredo-server 203.0.113.10 --route 2001:db8:c0::/48
+  iphttps client --6to4-relay 203.0.113.10 --route 2001:db8:c0::/48
+  iphttps client https://da.example.com/IPHTTPS --teredo-server 203.0.113.10 --6to4-relay 203.0.113.10`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flagged := cfg // the defaults and flags, before the file
