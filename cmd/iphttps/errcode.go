@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iphttps/iphttps/internal/diagnose"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
@@ -23,7 +24,8 @@ func newErrcodeCmd() *cobra.Command {
 		Long: `Explain a code shown as "Last Error Code" by iphttps (iphttps show interfaces) or by Windows
 (netsh interface httpstunnel show interfaces, Get-NetIPHttpsState): its symbol, the Windows
 message, the Interface Status that goes with it, what it means for IP-HTTPS, its causes, and
-the remedies in the terms of iphttps on Linux.
+the remedies in the terms of iphttps on Linux; for a code the 6to4 and Teredo checks of
+iphttps diagnose report, what it means there and what to do.
 
 CODE is hex with 0x (0x2af9, 0x800B0109), decimal (11001, as PowerShell's LastErrorCode
 property gives it) or the signed decimal of an HRESULT (-2146762487). --list prints every
@@ -90,19 +92,23 @@ func runErrcode(cmd *cobra.Command, args []string) error {
 		}
 		return unknown
 	}
+	notes := diagnose.MethodNotes(e.Code)
 	if asJSON {
-		return writeJSON(out, errcodeAnswer{Asked: winerr.Hex(code), Known: true, Explanation: &e})
+		return writeJSON(out, errcodeAnswer{Asked: winerr.Hex(code), Known: true, Explanation: &e, Diagnose: notes})
 	}
-	return writeExplanation(out, code, e)
+	return writeExplanation(out, code, e, notes)
 }
 
 // errcodeAnswer is the JSON answer for one code. Asked is the code as given;
 // Explanation.Code differs from it for the HRESULT form of a Win32 code.
+// Diagnose says what the code means in the 6to4 and Teredo checks of
+// `iphttps diagnose` that report it.
 type errcodeAnswer struct {
-	Asked       string              `json:"asked"`
-	Known       bool                `json:"known"`
-	Error       string              `json:"error,omitempty"`
-	Explanation *winerr.Explanation `json:"explanation,omitempty"`
+	Asked       string                `json:"asked"`
+	Known       bool                  `json:"known"`
+	Error       string                `json:"error,omitempty"`
+	Explanation *winerr.Explanation   `json:"explanation,omitempty"`
+	Diagnose    []diagnose.MethodNote `json:"diagnose_checks,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -135,7 +141,7 @@ func writeCodeList(w io.Writer, all []winerr.Explanation) error {
 	return nil
 }
 
-func writeExplanation(w io.Writer, asked uint32, e winerr.Explanation) error {
+func writeExplanation(w io.Writer, asked uint32, e winerr.Explanation, notes []diagnose.MethodNote) error {
 	var b strings.Builder
 	if asked != e.Code {
 		fmt.Fprintf(&b, "%s is HRESULT_FROM_WIN32(%s), the same error as %s.\n\n", winerr.Hex(asked), winerr.Hex(e.Code), winerr.Hex(e.Code))
@@ -167,6 +173,15 @@ func writeExplanation(w io.Writer, asked uint32, e winerr.Explanation) error {
 	b.WriteString("\nRemedies (iphttps on Linux):\n")
 	for _, r := range e.Remedies {
 		wrap(&b, r, "  - ", "    ")
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nIn the 6to4 and Teredo checks of `iphttps diagnose`:\n")
+		for _, n := range notes {
+			wrap(&b, n.Meaning, fmt.Sprintf("  %s: ", n.Check), "    ")
+			for _, r := range n.Remedies {
+				wrap(&b, r, "    - ", "      ")
+			}
+		}
 	}
 	if len(e.Related) > 0 {
 		b.WriteString("\n")

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/iphttps/iphttps/internal/diagnose"
 	"github.com/iphttps/iphttps/internal/winerr"
 )
 
@@ -79,6 +80,22 @@ func TestErrcodeExplains(t *testing.T) {
 		{"0x2746", []string{
 			"0x2746 (10054)  WSAECONNRESET",
 			"Windows message            : An existing connection was forcibly closed by the remote host.",
+		}},
+		// The codes of diagnose's 6to4 and Teredo checks say what they
+		// mean there.
+		{"0x2743", []string{
+			"0x2743 (10051)  WSAENETUNREACH",
+			"In the 6to4 and Teredo checks of `iphttps diagnose`:",
+			"6to4-address: This host's IPv4 address towards the relay is not public", "--6to4-lab",
+			"6to4-mapping: The relay's Teredo server sees this host at another address",
+		}},
+		{"0x274c", []string{
+			"6to4-reachability: No echo came back over IPv4 protocol 41", "tcpdump -ni any ip proto 41",
+			"teredo-primary: No valid router advertisement", "tcpdump -ni any udp port 3544",
+			"teredo-secondary:", "--teredo-secondary", "teredo-relay:", "ICMPv6 echo requests",
+		}},
+		{"0x2afc", []string{
+			"teredo-nat: The NAT is symmetric", "--teredo-client-port", "teredo-primary: The server saw this client",
 		}},
 	}
 	for _, c := range cases {
@@ -162,8 +179,28 @@ func TestErrcodeJSON(t *testing.T) {
 	x := ans.Explanation
 	if ans.Asked != "0x800b0109" || !ans.Known || x["hex"] != "0x800b0109" || x["signed"] != float64(-2146762487) ||
 		x["symbol"] != "CERT_E_UNTRUSTEDROOT" || x["interface_status"] != winerr.StatusWaiting ||
-		x["documented_for_iphttps"] != true || len(x["remedies"].([]any)) == 0 {
+		x["documented_for_iphttps"] != true || len(x["remedies"].([]any)) == 0 || strings.Contains(out, "diagnose_checks") {
 		t.Errorf("JSON answer: %s", out)
+	}
+
+	// A code of the 6to4 and Teredo checks: what it means in each.
+	out, status, err = runCLI(t, "errcode", "0x274c", "--json")
+	if status != 0 {
+		t.Fatal(err)
+	}
+	var tr errcodeAnswer
+	if err := json.Unmarshal([]byte(out), &tr); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var checks []string
+	for _, n := range tr.Diagnose {
+		if n.Meaning == "" || len(n.Remedies) == 0 {
+			t.Errorf("note %+v", n)
+		}
+		checks = append(checks, n.Check)
+	}
+	if strings.Join(checks, " ") != "6to4-reachability teredo-primary teredo-secondary teredo-nat teredo-relay" {
+		t.Errorf("0x274c: diagnose_checks %v", checks)
 	}
 }
 
@@ -207,13 +244,19 @@ func TestErrcodeFlagsExist(t *testing.T) {
 	other := map[string]bool{"help": true, "device": true, "cap-add": true, "sysctl": true}
 	flagRE := regexp.MustCompile(`(?:^|[\s(` + "`" + `])--([a-z][a-z0-9-]*)`)
 	n := 0
-	for _, e := range winerr.Known() {
-		text := strings.Join(append(append([]string{e.Meaning, e.Reported, e.Next}, e.Causes...), e.Remedies...), "\n")
+	check := func(what, text string) {
 		for _, m := range flagRE.FindAllStringSubmatch(text, -1) {
 			n++
 			if !flags[m[1]] && !other[m[1]] {
-				t.Errorf("%s names --%s, which no iphttps command has", winerr.Hex(e.Code), m[1])
+				t.Errorf("%s names --%s, which no iphttps command has", what, m[1])
 			}
+		}
+	}
+	for _, e := range winerr.Known() {
+		check(winerr.Hex(e.Code), strings.Join(append(append([]string{e.Meaning, e.Reported, e.Next}, e.Causes...), e.Remedies...), "\n"))
+		// The notes errcode prints for diagnose's 6to4 and Teredo checks.
+		for _, note := range diagnose.MethodNotes(e.Code) {
+			check(winerr.Hex(e.Code)+" ("+note.Check+")", strings.Join(append([]string{note.Meaning}, note.Remedies...), "\n"))
 		}
 	}
 	if n < 40 {

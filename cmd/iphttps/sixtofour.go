@@ -20,11 +20,21 @@ func addSixToFourClientFlags(f *pflag.FlagSet, cfg *config.Client) {
 
 // sixToFourTransport makes the 6to4 transport the configuration asks for.
 func sixToFourTransport(cfg config.Client, log *slog.Logger) (*sixtofourclient.Transport, error) {
-	relay, err := netip.ParseAddr(cfg.SixToFourRelay)
-	if err != nil || !relay.Is4() {
-		return nil, fmt.Errorf("6to4_relay %q: want the DirectAccess server's public IPv4 address, e.g. 203.0.113.10", cfg.SixToFourRelay)
+	relay, err := sixToFourRelay(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return sixtofourclient.New(sixtofourclient.Options{
 		Relay: relay, Lab: cfg.SixToFourLab, TestInterval: cfg.SixToFourTestInterval, Log: log,
 	})
+}
+
+// sixToFourRelay is the configuration's 6to4 relay (the client's, and the
+// one `iphttps diagnose` tests).
+func sixToFourRelay(cfg config.Client) (netip.Addr, error) {
+	relay, err := netip.ParseAddr(cfg.SixToFourRelay)
+	if err != nil || !relay.Is4() {
+		return netip.Addr{}, fmt.Errorf("6to4_relay %q: want the DirectAccess server's public IPv4 address, e.g. 203.0.113.10", cfg.SixToFourRelay)
+	}
+	return relay, nil
 }

@@ -23,6 +23,16 @@ func addTeredoClientFlags(f *pflag.FlagSet, cfg *config.Client) {
 
 // teredoTransport makes the Teredo transport the configuration asks for.
 func teredoTransport(cfg config.Client, log *slog.Logger) (*teredoclient.Transport, error) {
+	o, err := teredoOptions(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return teredoclient.New(o)
+}
+
+// teredoOptions are the Teredo client's options from the configuration
+// (the client's, and what `iphttps diagnose` probes with).
+func teredoOptions(cfg config.Client, log *slog.Logger) (teredoclient.Options, error) {
 	o := teredoclient.Options{
 		Server:          cfg.TeredoServer,
 		RefreshInterval: cfg.TeredoRefreshInterval,
@@ -32,13 +42,13 @@ func teredoTransport(cfg config.Client, log *slog.Logger) (*teredoclient.Transpo
 	if cfg.TeredoSecondary != "" {
 		a, err := netip.ParseAddr(cfg.TeredoSecondary)
 		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("teredo_secondary %q: want an IPv4 address", cfg.TeredoSecondary)
+			return o, fmt.Errorf("teredo_secondary %q: want an IPv4 address", cfg.TeredoSecondary)
 		}
 		o.Secondary = a
 	}
 	if cfg.TeredoClientPort < 0 || cfg.TeredoClientPort > 65535 {
-		return nil, fmt.Errorf("teredo_client_port %d: want 0 (random) to 65535", cfg.TeredoClientPort)
+		return o, fmt.Errorf("teredo_client_port %d: want 0 (random) to 65535", cfg.TeredoClientPort)
 	}
 	o.ClientPort = uint16(cfg.TeredoClientPort)
-	return teredoclient.New(o)
+	return o, nil
 }

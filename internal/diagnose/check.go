@@ -30,13 +30,43 @@ const (
 	CheckCertRevocation = "cert-revocation"      // CRL distribution points reachable (0x80092013, 0x80092010)
 	CheckPOST           = "iphttps-post"         // the IP-HTTPS request is answered 200 (0x2afc)
 	CheckRA             = "router-advertisement" // an RA with a /64 prefix arrives (0x2afc)
+
+	// With --6to4-relay, after the platform checks (sixtofour.go).
+	Check6to4Address      = "6to4-address"      // the local IPv4 address towards the relay is public (0x2743)
+	Check6to4Mapping      = "6to4-mapping"      // the relay's Teredo server sees that address: no NAT (0x2743)
+	Check6to4Reachability = "6to4-reachability" // an echo over protocol 41 to the relay's 6to4 address (0x274c)
+
+	// With --teredo-server, after the 6to4 checks (teredo.go).
+	CheckTeredoPrimary   = "teredo-primary"   // the primary address answers the qualification (0x274c, 0x2afc)
+	CheckTeredoSecondary = "teredo-secondary" // the secondary address answers (WARN 0x274c)
+	CheckTeredoNAT       = "teredo-nat"       // the NAT type as the client reports it (0x2afc symmetric, 0x274c unknown)
+	CheckTeredoRelay     = "teredo-relay"     // an echo through the server to --teredo-echo-host (0x274c)
 )
 
-// CheckNames lists every check name in run order.
+// CheckNames lists the checks of a diagnosis of an IP-HTTPS URL alone, in
+// run order.
 func CheckNames() []string {
-	return []string{CheckIPv6, CheckTUN, CheckInterface, CheckURL, CheckDNS, CheckProxy, CheckTCP,
-		CheckTLS, CheckCertChain, CheckCertValidity, CheckCertName, CheckCertUsage, CheckCertRevocation,
-		CheckPOST, CheckRA}
+	return append(platformCheckNames(), ipHTTPSCheckNames()...)
+}
+
+// SixToFourCheckNames lists the checks --6to4-relay adds, in run order.
+// They run after the platform checks; then Teredo's, then IP-HTTPS's from
+// url on: the order DirectAccess tries the methods in.
+func SixToFourCheckNames() []string {
+	return []string{Check6to4Address, Check6to4Mapping, Check6to4Reachability}
+}
+
+// TeredoCheckNames lists the checks --teredo-server adds, in run order,
+// after 6to4's and before IP-HTTPS's.
+func TeredoCheckNames() []string {
+	return []string{CheckTeredoPrimary, CheckTeredoSecondary, CheckTeredoNAT, CheckTeredoRelay}
+}
+
+func platformCheckNames() []string { return []string{CheckIPv6, CheckTUN, CheckInterface} }
+
+func ipHTTPSCheckNames() []string {
+	return []string{CheckURL, CheckDNS, CheckProxy, CheckTCP, CheckTLS, CheckCertChain, CheckCertValidity,
+		CheckCertName, CheckCertUsage, CheckCertRevocation, CheckPOST, CheckRA}
 }
 
 // Status is the outcome of one check.
@@ -227,10 +257,21 @@ type Step struct {
 	// Needs names the checks this one builds on: when one of them failed,
 	// or was skipped because of a failure, this check is SKIPPED.
 	Needs []string
+	// Budget, when longer than the Runner's Timeout, is how long the
+	// check takes by design (a Teredo qualification, 6to4's echoes): it
+	// gets that long, and a little more, whatever the Timeout.
+	Budget time.Duration
+	// NoInterfaceStatus: the check is not about the IP-HTTPS interface
+	// (6to4, Teredo), so a FAIL gets no Interface Status.
+	NoInterfaceStatus bool
 	// Run performs the check. The runner fills in Name, Title and
-	// Duration, and the InterfaceStatus and Remedy for the code.
+	// Duration, the InterfaceStatus for the code, and its Symbol and
+	// Remedies unless the check set its own.
 	Run func(ctx context.Context) Check
 }
+
+// budgetMargin is what a step with a Budget gets on top of it.
+const budgetMargin = 2 * time.Second
 
 // Runner runs steps in order, each bounded by Timeout.
 type Runner struct {
@@ -277,7 +318,11 @@ func (r *Runner) Run(ctx context.Context, steps []Step) []Check {
 			c = Check{Status: Skipped, Reason: fmt.Sprintf("the diagnosis was interrupted (%v)", context.Cause(ctx))}
 		default:
 			start := time.Now()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
+			limit := timeout
+			if st.Budget > 0 && st.Budget+budgetMargin > limit {
+				limit = st.Budget + budgetMargin
+			}
+			cctx, cancel := context.WithTimeout(ctx, limit)
 			c = st.Run(cctx)
 			cancel()
 			c.Duration = time.Since(start)
@@ -295,12 +340,17 @@ func (r *Runner) Run(ctx context.Context, steps []Step) []Check {
 		case c.Status == Skipped && ctx.Err() != nil:
 			blocked[st.Name] = c.Reason
 		}
-		if c.Code != nil && c.Status == Fail {
+		if c.Code != nil && c.Status == Fail && !st.NoInterfaceStatus {
 			c.InterfaceStatus = winerr.StatusFor(uint32(*c.Code))
 		}
 		if c.Code != nil && *c.Code != 0 && (c.Status == Fail || c.Status == Warn) && r.Explain != nil {
 			if e, ok := r.Explain(uint32(*c.Code)); ok {
-				c.Symbol, c.Remedies = e.Symbol, e.Remedies
+				if c.Symbol == "" {
+					c.Symbol = e.Symbol
+				}
+				if c.Remedies == nil {
+					c.Remedies = e.Remedies
+				}
 			}
 		}
 		log.Debug("check", "name", c.Name, "status", c.Status, "code", c.Code, "took", c.Duration, "cause", c.Cause)

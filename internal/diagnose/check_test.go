@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestRunnerSkipsWhatNeedsAFailure(t *testing.T) {
 	if b.InterfaceStatus != winerr.StatusWaiting || b.Symbol != "WSAECONNREFUSED" || len(b.Remedies) == 0 {
 		t.Errorf("failed check: status %q symbol %q remedies %v", b.InterfaceStatus, b.Symbol, b.Remedies)
 	}
-	rep := newReport("u", time.Now(), time.Second, got)
+	rep := newReport(Options{URL: "u"}, time.Now(), time.Second, got)
 	if rep.Result != Fail || rep.Failed != "b" || rep.Code != Code(winerr.ConnRefused) || rep.ExitCode() != 1 {
 		t.Errorf("report: %s %s %s exit %d", rep.Result, rep.Failed, rep.Code, rep.ExitCode())
 	}
@@ -82,24 +83,37 @@ func TestRunnerTimeoutAndInterrupt(t *testing.T) {
 }
 
 func TestReportResult(t *testing.T) {
-	r := newReport("u", time.Now(), 0, []Check{pass(nil, ""), warn(winerr.CertExpired, nil, "", "")})
+	r := newReport(Options{URL: "u"}, time.Now(), 0, []Check{pass(nil, ""), warn(winerr.CertExpired, nil, "", "")})
 	if r.Result != Warn || r.ExitCode() != 0 || r.Code != 0 || r.InterfaceStatus != winerr.StatusActive {
 		t.Errorf("warn-only report: %+v", r)
 	}
-	r = newReport("u", time.Now(), 0, []Check{pass(nil, "")})
+	r = newReport(Options{URL: "u"}, time.Now(), 0, []Check{pass(nil, "")})
 	if r.Result != Pass || r.ExitCode() != 0 {
 		t.Errorf("pass report: %+v", r)
 	}
 }
 
 func TestCheckNamesStable(t *testing.T) {
-	s := &session{}
-	var names []string
-	for _, st := range s.steps() {
-		names = append(names, st.Name)
+	names := func(o Options) string {
+		var names []string
+		for _, st := range (&session{o: o}).steps() {
+			names = append(names, st.Name)
+		}
+		return strings.Join(names, " ")
 	}
-	if strings.Join(names, " ") != strings.Join(CheckNames(), " ") {
-		t.Errorf("steps %v\nnames %v", names, CheckNames())
+	if got := names(Options{URL: "u"}); got != strings.Join(CheckNames(), " ") {
+		t.Errorf("steps %v\nnames %v", got, CheckNames())
+	}
+	// The other methods' checks come first, in DirectAccess's order.
+	all := Options{URL: "u", SixToFourRelay: netip.MustParseAddr("203.0.113.10"), TeredoServer: "203.0.113.10"}
+	want := append(append(append([]string{CheckIPv6, CheckTUN, CheckInterface}, SixToFourCheckNames()...), TeredoCheckNames()...), CheckNames()[3:]...)
+	if got := names(all); got != strings.Join(want, " ") {
+		t.Errorf("steps %v\nwant  %v", got, want)
+	}
+	// Without a URL, no IP-HTTPS checks.
+	all.URL = ""
+	if got := names(all); strings.Contains(got, CheckURL) || !strings.HasSuffix(got, CheckTeredoRelay) {
+		t.Errorf("without a URL: steps %v", got)
 	}
 }
 
@@ -110,7 +124,7 @@ func TestJSONLayout(t *testing.T) {
 	saw.Add("zeta", "3") // replaces, keeps the place
 	c := fail(winerr.CertUntrustedRoot, saw, "cause", "fix")
 	c.Name, c.Title, c.InterfaceStatus = CheckCertChain, "t", winerr.StatusWaiting
-	r := newReport("https://da.example.test/IPHTTPS", time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), time.Second, []Check{c, {Name: CheckPOST, Status: Skipped, Reason: "cert-chain failed"}})
+	r := newReport(Options{URL: "https://da.example.test/IPHTTPS"}, time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), time.Second, []Check{c, {Name: CheckPOST, Status: Skipped, Reason: "cert-chain failed"}})
 	var b bytes.Buffer
 	if err := WriteJSON(&b, r); err != nil {
 		t.Fatal(err)
@@ -139,7 +153,7 @@ func TestTextLayout(t *testing.T) {
 	saw.Add("203.0.113.10:443", "refused")
 	c := fail(winerr.ConnRefused, saw, "nothing listens", "start the server")
 	c.Name, c.Title, c.InterfaceStatus, c.Symbol, c.Remedies = CheckTCP, "TCP", winerr.StatusWaiting, "WSAECONNREFUSED", []string{"look"}
-	r := newReport("https://x/IPHTTPS", time.Now(), time.Second, []Check{c, {Name: CheckTLS, Title: "TLS", Status: Skipped, Reason: "tcp failed"}})
+	r := newReport(Options{URL: "https://x/IPHTTPS"}, time.Now(), time.Second, []Check{c, {Name: CheckTLS, Title: "TLS", Status: Skipped, Reason: "tcp failed"}})
 	var b bytes.Buffer
 	if err := WriteText(&b, r); err != nil {
 		t.Fatal(err)

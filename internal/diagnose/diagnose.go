@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/iphttps/iphttps/internal/control"
@@ -19,8 +20,11 @@ import (
 )
 
 // Options say what to diagnose: the settings of the client whose
-// connection is diagnosed.
+// connection is diagnosed. URL, SixToFourRelay and TeredoServer name the
+// methods: at least one.
 type Options struct {
+	// URL is the IP-HTTPS URL; empty: IP-HTTPS is not diagnosed (unless
+	// no other method is given either: then the url check fails).
 	URL            string
 	AllowIPLiteral bool
 	AllowPlainHTTP bool
@@ -43,8 +47,61 @@ type Options struct {
 	// ControlSockets are control sockets to ask besides those in
 	// ControlDirs, to find the client that owns an existing interface.
 	ControlSockets []string
-	// Timeout bounds each check (DefaultTimeout when 0).
+	// Timeout bounds each check (DefaultTimeout when 0); the 6to4 and
+	// Teredo checks get at least their clients' budgets.
 	Timeout time.Duration
+
+	// SixToFourRelay, when valid, adds the 6to4 checks against this relay
+	// (the DirectAccess server's public IPv4 address); SixToFourLab lets
+	// the documentation ranges count as public (the client's --6to4-lab).
+	SixToFourRelay netip.Addr
+	SixToFourLab   bool
+	// TeredoServer, when set, adds the Teredo checks against this server
+	// (an IPv4 address or a name), with the client's TeredoSecondary
+	// (invalid: the primary + 1), TeredoClientPort (0: any) and TeredoLab.
+	// TeredoEchoHost, when valid, is an intranet host that teredo-relay
+	// pings through the server.
+	TeredoServer     string
+	TeredoSecondary  netip.Addr
+	TeredoClientPort uint16
+	TeredoLab        bool
+	TeredoEchoHost   netip.Addr
+}
+
+// ipHTTPS reports whether IP-HTTPS is diagnosed: a URL is given, or no
+// other method (the url check then says the URL is missing).
+func (o Options) ipHTTPS() bool {
+	return o.URL != "" || (!o.SixToFourRelay.IsValid() && o.TeredoServer == "")
+}
+
+// Title says what is diagnosed: the first line of the text report.
+func (o Options) Title() string {
+	relay := ""
+	if o.SixToFourRelay.IsValid() {
+		relay = o.SixToFourRelay.String()
+	}
+	url := ""
+	if o.ipHTTPS() {
+		url = o.URL
+	}
+	return title(url, relay, o.TeredoServer)
+}
+
+func title(url, relay, teredo string) string {
+	if relay == "" && teredo == "" {
+		return "IP-HTTPS diagnosis of " + url
+	}
+	var parts []string
+	if relay != "" {
+		parts = append(parts, "6to4 (relay "+relay+")")
+	}
+	if teredo != "" {
+		parts = append(parts, "Teredo (server "+teredo+")")
+	}
+	if url != "" {
+		parts = append(parts, "IP-HTTPS ("+url+")")
+	}
+	return "DirectAccess diagnosis: " + strings.Join(parts, ", ")
 }
 
 // Deps are what the checks use of the system; tests replace them.
@@ -175,20 +232,32 @@ func askDaemons(ctx context.Context, dirs, extra []string) []Daemon {
 type Report struct {
 	// Schema is the version of this layout (1); it changes only when a
 	// field changes meaning or goes away.
-	Schema int       `json:"schema"`
-	URL    string    `json:"url"`
-	Start  time.Time `json:"start"`
+	Schema int    `json:"schema"`
+	URL    string `json:"url"`
+	// SixToFourRelay and TeredoServer are the other methods diagnosed
+	// (absent when not).
+	SixToFourRelay string    `json:"6to4_relay,omitempty"`
+	TeredoServer   string    `json:"teredo_server,omitempty"`
+	Start          time.Time `json:"start"`
 	// Result is FAIL when a check failed, WARN when one warned, else PASS.
 	Result Status `json:"result"`
 	// Failed is the first failed check; Code is its code, what a Windows
 	// client would report (0x0 when nothing failed), and InterfaceStatus
 	// the Windows status string that goes with it.
-	Failed          string        `json:"failed,omitempty"`
-	Code            Code          `json:"code"`
-	InterfaceStatus string        `json:"interface_status"`
-	Checks          []Check       `json:"checks"`
-	Duration        time.Duration `json:"duration_ns"`
+	// InterfaceStatus is empty when the failed check is a 6to4 or Teredo
+	// one, or when IP-HTTPS was not diagnosed.
+	Failed          string  `json:"failed,omitempty"`
+	Code            Code    `json:"code"`
+	InterfaceStatus string  `json:"interface_status"`
+	Checks          []Check `json:"checks"`
+	// Verdict says which method would carry the traffic; present when
+	// 6to4 or Teredo was diagnosed.
+	Verdict  *Verdict      `json:"verdict,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
 }
+
+// Title says what was diagnosed: the first line of the text report.
+func (r Report) Title() string { return title(r.URL, r.SixToFourRelay, r.TeredoServer) }
 
 // Schema is the current Report.Schema.
 const Schema = 1
@@ -211,12 +280,19 @@ func (r Report) Check(name string) (Check, bool) {
 	return Check{}, false
 }
 
-func newReport(url string, start time.Time, took time.Duration, checks []Check) Report {
-	r := Report{Schema: Schema, URL: url, Start: start, Result: Pass, Checks: checks, Duration: took}
+func newReport(o Options, start time.Time, took time.Duration, checks []Check) Report {
+	r := Report{Schema: Schema, Start: start, Result: Pass, Checks: checks, Duration: took}
+	if o.ipHTTPS() {
+		r.URL, r.InterfaceStatus = o.URL, winerr.StatusActive
+	}
+	if o.SixToFourRelay.IsValid() {
+		r.SixToFourRelay = o.SixToFourRelay.String()
+	}
+	r.TeredoServer = o.TeredoServer
 	for _, c := range checks {
 		switch {
 		case c.Status == Fail && r.Result != Fail:
-			r.Result, r.Failed = Fail, c.Name
+			r.Result, r.Failed, r.InterfaceStatus = Fail, c.Name, c.InterfaceStatus
 			if c.Code != nil {
 				r.Code = *c.Code
 			}
@@ -224,7 +300,10 @@ func newReport(url string, start time.Time, took time.Duration, checks []Check) 
 			r.Result = Warn
 		}
 	}
-	r.InterfaceStatus = winerr.StatusFor(uint32(r.Code))
+	if r.SixToFourRelay != "" || r.TeredoServer != "" {
+		v := verdict(o, checks)
+		r.Verdict = &v
+	}
 	return r
 }
 
@@ -237,7 +316,7 @@ func Run(ctx context.Context, o Options, d Deps, progress func(Check)) Report {
 	start := s.d.Now()
 	t0 := time.Now()
 	checks := r.Run(ctx, s.steps())
-	return newReport(o.URL, start, time.Since(t0), checks)
+	return newReport(o, start, time.Since(t0), checks)
 }
 
 // session is one diagnosis: the options, the dependencies, and what each
@@ -256,9 +335,13 @@ type session struct {
 	hs         *handshake
 	chains     [][]*x509.Certificate
 	reader     *wire.Reader
+
+	six sixToFourState
+	ter teredoState
 }
 
 func (s *session) close() {
+	s.ter.close()
 	if s.conn != nil {
 		s.conn.Close()
 	}
@@ -278,20 +361,31 @@ func (s *session) proxyRoutes(ctx context.Context) ([]proxy.Route, error) {
 
 func (s *session) chain() []*x509.Certificate { return s.hs.State.PeerCertificates }
 
+// steps are the plan: the platform checks, then those of each method
+// given, in DirectAccess's order: 6to4, Teredo, IP-HTTPS.
 func (s *session) steps() []Step {
+	steps := s.platformSteps()
+	if s.o.SixToFourRelay.IsValid() {
+		steps = append(steps, s.sixToFourSteps()...)
+	}
+	if s.o.TeredoServer != "" {
+		steps = append(steps, s.teredoSteps()...)
+	}
+	if s.o.ipHTTPS() {
+		steps = append(steps, s.ipHTTPSSteps()...)
+	}
+	return steps
+}
+
+// platformSteps are the checks of the host, which every method needs (a
+// TUN device carries the traffic of each).
+func (s *session) platformSteps() []Step {
 	userspace := func() (Check, bool) {
 		if s.o.Userspace {
 			return notApplicable(nil, "userspace mode (--userspace): the client creates no TUN device"), true
 		}
 		return Check{}, false
 	}
-	noTLS := func() (Check, bool) {
-		if !s.target.HTTPS {
-			return notApplicable(nil, "plain HTTP URL (--allow-plain-http): no TLS"), true
-		}
-		return Check{}, false
-	}
-	certNeeds := []string{CheckTLS}
 	return []Step{
 		{Name: CheckIPv6, Title: "IPv6 enabled on this host", Run: func(context.Context) Check {
 			if c, ok := userspace(); ok {
@@ -311,6 +405,20 @@ func (s *session) steps() []Step {
 			}
 			return checkInterface(ctx, s.o.Interface, s.d.Links, s.d.SysNet, s.d.Daemons, s.d.Holders)
 		}},
+	}
+}
+
+// ipHTTPSSteps are IP-HTTPS's checks, from the URL to the router
+// advertisement.
+func (s *session) ipHTTPSSteps() []Step {
+	noTLS := func() (Check, bool) {
+		if !s.target.HTTPS {
+			return notApplicable(nil, "plain HTTP URL (--allow-plain-http): no TLS"), true
+		}
+		return Check{}, false
+	}
+	certNeeds := []string{CheckTLS}
+	return []Step{
 		{Name: CheckURL, Title: "IP-HTTPS URL", Run: func(context.Context) Check {
 			c, t := checkURL(s.o.URL, s.o.AllowIPLiteral, s.o.AllowPlainHTTP)
 			s.target = t

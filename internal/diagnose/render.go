@@ -19,9 +19,10 @@ func WriteJSON(w io.Writer, r Report) error {
 	return nil
 }
 
-// WriteHeader writes the first lines of the text report.
-func WriteHeader(w io.Writer, url string) error {
-	_, err := fmt.Fprintf(w, "\nIP-HTTPS diagnosis of %s\n%s\n", url, strings.Repeat("-", 60))
+// WriteHeader writes the first lines of the text report; title says what
+// is diagnosed (Options.Title, Report.Title).
+func WriteHeader(w io.Writer, title string) error {
+	_, err := fmt.Fprintf(w, "\n%s\n%s\n", title, strings.Repeat("-", 60))
 	return err
 }
 
@@ -95,19 +96,31 @@ func WriteSummary(w io.Writer, r Report) error {
 	var line string
 	switch r.Result {
 	case Fail:
-		line = fmt.Sprintf("Result: FAIL at %s: %s %s (%s)", r.Failed, r.Code, r.InterfaceStatus, tally)
+		status := ""
+		if r.InterfaceStatus != "" {
+			status = " " + r.InterfaceStatus
+		}
+		line = fmt.Sprintf("Result: FAIL at %s: %s%s (%s)", r.Failed, r.Code, status, tally)
 	case Warn:
 		line = fmt.Sprintf("Result: WARN: the client can connect; see the warnings (%s)", tally)
 	default:
 		line = fmt.Sprintf("Result: PASS: the client can connect (%s)", tally)
 	}
-	_, err := fmt.Fprintf(w, "%s\n%s in %v\n\n", strings.Repeat("-", 60), line, r.Duration.Round(time.Millisecond))
+	if _, err := fmt.Fprintln(w, strings.Repeat("-", 60)); err != nil {
+		return err
+	}
+	if r.Verdict != nil {
+		if err := writeVerdict(w, *r.Verdict); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "%s in %v\n\n", line, r.Duration.Round(time.Millisecond))
 	return err
 }
 
 // WriteText writes the whole report in the text layout.
 func WriteText(w io.Writer, r Report) error {
-	if err := WriteHeader(w, r.URL); err != nil {
+	if err := WriteHeader(w, r.Title()); err != nil {
 		return err
 	}
 	for _, c := range r.Checks {

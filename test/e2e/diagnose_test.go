@@ -32,9 +32,15 @@ func diagnoseArgs(l *lab.Lab, i int) []string {
 // its stdout, stderr and exit status.
 func runDiagnose(t *testing.T, l *lab.Lab, i int, args ...string) (string, string, int) {
 	t.Helper()
+	return runDiagnoseIn(t, l.ClientNS(i), args...)
+}
+
+// runDiagnoseIn is runDiagnose in namespace ns.
+func runDiagnoseIn(t *testing.T, ns string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	argv := append([]string{"netns", "exec", l.ClientNS(i), requireLab(t), "diagnose"}, args...)
+	argv := append([]string{"netns", "exec", ns, requireLab(t), "diagnose"}, args...)
 	cmd := exec.CommandContext(ctx, "ip", argv...)
 	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "NO_PROXY=", "no_proxy=")
 	var stdout, stderr bytes.Buffer
@@ -52,7 +58,13 @@ func runDiagnose(t *testing.T, l *lab.Lab, i int, args ...string) (string, strin
 // diagnoseJSON runs runDiagnose with --json and decodes the report.
 func diagnoseJSON(t *testing.T, l *lab.Lab, i int, args ...string) (diagnose.Report, int) {
 	t.Helper()
-	out, errOut, code := runDiagnose(t, l, i, append(args, "--json")...)
+	return diagnoseJSONIn(t, l.ClientNS(i), args...)
+}
+
+// diagnoseJSONIn is diagnoseJSON in namespace ns.
+func diagnoseJSONIn(t *testing.T, ns string, args ...string) (diagnose.Report, int) {
+	t.Helper()
+	out, errOut, code := runDiagnoseIn(t, ns, append(args, "--json")...)
 	var r diagnose.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("diagnose --json printed no report (%v); stdout:\n%s\nstderr:\n%s", err, out, errOut)

@@ -15,28 +15,26 @@
 //   - the reachability test: an ICMPv6 echo from our 6to4 address to the
 //     server's, over protocol 41, answered within 2 s, up to 3 tries.
 //
+// The tests are package probe's, which `iphttps diagnose` runs too.
 // A failed test takes 6to4 down: no address, no route, a reason and a code
 // in the status (`iphttps show 6to4`), and the host side retries later.
 package client
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
 
 	hostside "github.com/iphttps/iphttps/internal/client"
-	"github.com/iphttps/iphttps/internal/packet"
 	"github.com/iphttps/iphttps/internal/sixtofour"
+	"github.com/iphttps/iphttps/internal/sixtofour/probe"
 	"github.com/iphttps/iphttps/internal/status"
 	"github.com/iphttps/iphttps/internal/udpbatch"
 	"github.com/iphttps/iphttps/internal/winerr"
@@ -57,14 +55,6 @@ type Options struct {
 
 // DefaultTestInterval is how often a working 6to4 path is tested again.
 const DefaultTestInterval = time.Minute
-
-// The tests' budgets: each exchange waits testTimeout, the reachability
-// test tries testTries times (as Teredo's tests do).
-const (
-	testTimeout  = 2 * time.Second
-	testTries    = 3
-	echoHopLimit = 64
-)
 
 // Interface names and service states as Windows shows them.
 const (
@@ -119,17 +109,15 @@ type session struct {
 	conn   *net.IPConn
 	pc     *ipv4.PacketConn
 	up     atomic.Bool
-	// pending is the nonce of the echo test in flight; the reader signals
-	// echoed when its answer arrives.
-	pending atomic.Pointer[[packet.NonceLen]byte]
-	echoed  chan struct{}
-	routes  []netip.Prefix
+	// reach is the reachability test; the reader passes it the answers.
+	reach  probe.Reachability
+	routes []netip.Prefix
 }
 
 // Connect runs the tests and, when they pass, carries packets until ctx
 // ends or a test fails (hostside.Transport).
 func (t *Transport) Connect(ctx context.Context, l hostside.Link) (bool, error) {
-	s := &session{t: t, l: l, log: t.o.Log, echoed: make(chan struct{}, 1), relay6: sixtofour.Address(t.o.Relay)}
+	s := &session{t: t, l: l, log: t.o.Log, relay6: sixtofour.Address(t.o.Relay)}
 	if s.log == nil {
 		s.log = l.Log()
 	}
@@ -145,9 +133,9 @@ func (t *Transport) Connect(ctx context.Context, l hostside.Link) (bool, error) 
 }
 
 func (s *session) run(ctx context.Context) (bool, error) {
-	local, err := localAddr(s.t.o.Relay)
+	local, err := probe.Local(s.t.o.Relay)
 	if err != nil {
-		return false, s.fail("range", winerr.Errorf(winerr.Classify(err), "6to4: no route to the relay %v: %w", s.t.o.Relay, err))
+		return false, s.fail("range", err)
 	}
 	s.local, s.me = local, sixtofour.Address(local)
 	s.state(func(st *status.SixToFourState) { st.PublicAddress, st.Address = local.String(), s.me.String() })
@@ -194,26 +182,12 @@ func (s *session) run(ctx context.Context) (bool, error) {
 	}
 }
 
-// localAddr is the IPv4 address the kernel uses towards relay (no packet
-// is sent).
-func localAddr(relay netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(relay, 9)))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
-}
-
 // open binds the raw protocol-41 socket to the local address (it then
 // receives only what is addressed to this host's 6to4 side).
 func (s *session) open() error {
-	c, err := net.ListenIP("ip4:41", &net.IPAddr{IP: s.local.AsSlice()})
+	c, err := probe.Listen(s.local)
 	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			return winerr.Errorf(winerr.Classify(err), "6to4: a raw socket for protocol 41 needs CAP_NET_RAW: %w", err)
-		}
-		return winerr.Errorf(winerr.Classify(err), "6to4: cannot open a raw socket for protocol 41 on %v: %w", s.local, err)
+		return err
 	}
 	udpbatch.SetBuffers(c, udpbatch.SocketBuffer)
 	s.conn, s.pc = c, ipv4.NewPacketConn(c)
@@ -361,11 +335,4 @@ func (t *Transport) Counters() map[string]uint64 {
 		m["drop_"+d.String()] = c.drops[d].Load()
 	}
 	return m
-}
-
-// newNonce returns a random echo nonce.
-func newNonce() [packet.NonceLen]byte {
-	var n [packet.NonceLen]byte
-	rand.Read(n[:])
-	return n
 }

@@ -5,6 +5,8 @@
 // packets over UDP to Teredo peers and relays (bubbles, the direct
 // connectivity test), and keeps its NAT mapping fresh. docs/teredo.md
 // (section "Client") describes the procedure, the budgets and the counters.
+// Probe runs the same qualification without a host, step by step, for
+// `iphttps diagnose`.
 package client
 
 import (
@@ -21,11 +23,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	hostside "github.com/iphttps/iphttps/internal/client"
 	"github.com/iphttps/iphttps/internal/status"
@@ -225,27 +225,18 @@ type identity struct {
 
 // session is one Connect: a socket, a qualification and the qualified life.
 type session struct {
-	t   *Transport
-	l   hostside.Link
-	log *slog.Logger
+	qualifier // the socket, the server's addresses, the answers
+	t         *Transport
+	l         hostside.Link
 
-	conn *net.UDPConn
-	pc   *ipv4.PacketConn
+	pc *ipv4.PacketConn
 	// gso and gro: the socket's UDP segmentation and receive offload
 	// (udpbatch.Offload).
-	gso, gro  bool
-	primary   netip.AddrPort // primary server address, port 3544
-	secondary netip.AddrPort
-	local     netip.AddrPort // the local address towards the server and the port
-	lab       bool
+	gso, gro bool
 
-	me         atomic.Pointer[identity] // nil until qualified
-	peers      atomic.Pointer[peer.List]
-	lastServer atomic.Int64 // unix nanoseconds of the last datagram from the primary
+	me    atomic.Pointer[identity] // nil until qualified
+	peers atomic.Pointer[peer.List]
 
-	ras     chan datagram  // solicitation answers, for the control goroutine
-	late    []solicitation // the qualification's, whose answers may still come
-	readErr chan error
 	replies replyLimiter
 }
 
@@ -282,7 +273,7 @@ func (t *Transport) RequalifyOnNetworkChange() bool { return true }
 // Connect qualifies with the server and, once qualified, carries packets
 // until ctx ends or the server is lost (client.Transport).
 func (t *Transport) Connect(ctx context.Context, l hostside.Link) (up bool, err error) {
-	s := &session{t: t, l: l, log: t.o.Log, lab: t.o.Lab, ras: make(chan datagram, 16), readErr: make(chan error, 1)}
+	s := &session{t: t, l: l, qualifier: newQualifier(&t.c, t.b, t.o.Log, t.o.Lab)}
 	if s.log == nil {
 		s.log = l.Log()
 	}
@@ -317,25 +308,13 @@ func (t *Transport) Connect(ctx context.Context, l hostside.Link) (up bool, err 
 // run is Connect after the status is set: every failure path sets the
 // status's error itself.
 func (s *session) run(ctx context.Context) (bool, error) {
-	t := s.t
-	primary, err := t.resolve(ctx)
+	primary, secondary, err := s.t.servers(ctx)
 	if err != nil {
 		what := ErrorResolve
 		if winerr.Classify(err) == winerr.InvalidParameter {
 			what = ErrorServerNotGlobal
 		}
 		return false, s.fail(what, err)
-	}
-	secondary := t.o.Secondary
-	if !secondary.IsValid() {
-		secondary = primary.Next()
-		if err := checkGlobal("secondary server (the primary + 1)", secondary, t.o.Lab); err != nil {
-			return false, s.fail(ErrorServerNotGlobal, err)
-		}
-	}
-	if secondary == primary {
-		return false, s.fail(ErrorServerNotGlobal, winerr.Errorf(winerr.InvalidParameter,
-			"teredo: the secondary server address %v is the primary's: the NAT tests need two addresses", secondary))
 	}
 	s.primary, s.secondary = netip.AddrPortFrom(primary, teredo.Port), netip.AddrPortFrom(secondary, teredo.Port)
 	s.l.Update(func(st *status.Interface) {
@@ -378,6 +357,29 @@ func (s *session) run(ctx context.Context) (bool, error) {
 	return up, s.maintain(ctx)
 }
 
+// servers returns the server's primary address (resolved) and secondary
+// address (Options.Secondary, or the primary + 1), both global and
+// different. The errors carry 0x57 (InvalidParameter) for an address that
+// is not global, the resolver's code for a name that does not resolve.
+func (t *Transport) servers(ctx context.Context) (primary, secondary netip.Addr, err error) {
+	primary, err = t.resolve(ctx)
+	if err != nil {
+		return primary, secondary, err
+	}
+	secondary = t.o.Secondary
+	if !secondary.IsValid() {
+		secondary = primary.Next()
+		if err := checkGlobal("secondary server (the primary + 1)", secondary, t.o.Lab); err != nil {
+			return primary, secondary, err
+		}
+	}
+	if secondary == primary {
+		return primary, secondary, winerr.Errorf(winerr.InvalidParameter,
+			"teredo: the secondary server address %v is the primary's: the NAT tests need two addresses", secondary)
+	}
+	return primary, secondary, nil
+}
+
 // resolve returns the primary server's IPv4 address.
 func (t *Transport) resolve(ctx context.Context) (netip.Addr, error) {
 	if t.literal.IsValid() {
@@ -408,39 +410,15 @@ func (t *Transport) resolve(ctx context.Context) (netip.Addr, error) {
 	return netip.Addr{}, winerr.Errorf(winerr.NoData, "teredo: the server name %s has no IPv4 address", t.o.Server)
 }
 
-// open binds the client's UDP socket (don't fragment off, as RFC 4380
-// section 5.1.2 asks) and finds the local address the kernel uses towards
-// the server.
+// open opens the client's UDP socket (qualifier.open) and sets it up for
+// the data path.
 func (s *session) open(ctx context.Context) error {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(s.t.o.ClientPort))))
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return winerr.Errorf(winerr.AddrInUse, "teredo: the client port %d is in use by another program (a Miredo client?)", s.t.o.ClientPort)
-		}
-		return winerr.Errorf(winerr.Classify(err), "teredo: cannot open the client's UDP socket: %w", err)
+	if err := s.qualifier.open(ctx, s.t.o.ClientPort); err != nil {
+		return err
 	}
-	s.conn = pc.(*net.UDPConn)
 	udpbatch.SetBuffers(s.conn, udpbatch.SocketBuffer)
 	s.pc = ipv4.NewPacketConn(s.conn)
 	s.gso, s.gro = udpbatch.Offload(s.conn)
-	port := netip.MustParseAddrPort(s.conn.LocalAddr().String()).Port()
-	probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.primary))
-	if err != nil {
-		s.conn.Close()
-		return winerr.Errorf(winerr.Classify(err), "teredo: no route to the Teredo server %v: %w", s.primary.Addr(), err)
-	}
-	local := netip.MustParseAddrPort(probe.LocalAddr().String()).Addr().Unmap()
-	probe.Close()
-	s.local = netip.AddrPortFrom(local, port)
 	s.l.Update(func(st *status.Interface) {
 		s.teredo(st, func(ts *status.TeredoState) { ts.LocalMapping = s.local.String() })
 	})
@@ -481,8 +459,8 @@ func (s *session) fail(why string, err error) error {
 
 // configure puts the qualified address and the routes on the host and
 // starts carrying packets.
-func (s *session) configure(res result) error {
-	id := s.t.identityFor(res.adv)
+func (s *session) configure(res Qualification) error {
+	id := s.t.identityFor(res.Advertisement)
 	h := s.l.Host()
 	if err := h.AddAddr(netip.PrefixFrom(id.addr, 128), 0, 0, false); err != nil {
 		return winerr.Errorf(winerr.InstallFailure, "teredo: cannot add the address %v to %s: %w", id.addr, h.Describe(), err)
@@ -507,25 +485,25 @@ func (s *session) configure(res result) error {
 	s.l.Update(func(st *status.Interface) {
 		st.State, st.LastErrorCode, st.LastError = "LinkUp", winerr.Success, ""
 		st.InterfaceStatus, st.Since, st.NextRetry = InterfaceQualified, now, time.Time{}
-		st.Prefix = res.adv.Prefix.String()
+		st.Prefix = res.Advertisement.Prefix.String()
 		st.Addresses = []string{netip.PrefixFrom(id.addr, 128).String()}
 		st.Routes = routes
 		s.teredo(st, func(ts *status.TeredoState) {
 			ts.State, ts.Error = StateQualified, ""
-			ts.NAT, ts.NATSpecialBehaviour = res.nat, specialBehaviour(s.local, id.mapping)
+			ts.NAT, ts.NATSpecialBehaviour = res.NAT, SpecialBehaviour(s.local, id.mapping)
 			ts.ExternalNATMapping, ts.Address = id.mapping.String(), id.addr.String()
 			ts.LastRefresh = now
 		})
 	})
 	s.t.c.add(&s.t.c.qualifications, 1)
-	s.log.Info("Teredo client qualified", "address", id.addr, "nat", res.nat, "mapping", id.mapping,
+	s.log.Info("Teredo client qualified", "address", id.addr, "nat", res.NAT, "mapping", id.mapping,
 		"local", s.local, "routes", routes)
 	return nil
 }
 
-// specialBehaviour is netsh's "NAT Special Behaviour" line: iphttps never
+// SpecialBehaviour is netsh's "NAT Special Behaviour" line: iphttps never
 // asks UPnP; the port is preserved when the mapping keeps the local port.
-func specialBehaviour(local, mapping netip.AddrPort) string {
+func SpecialBehaviour(local, mapping netip.AddrPort) string {
 	pp := "No"
 	if local.Port() == mapping.Port() {
 		pp = "Yes"
@@ -585,7 +563,7 @@ func (s *session) renumber(adv teredo.Advertisement) error {
 		st.Addresses = []string{netip.PrefixFrom(id.addr, 128).String()}
 		s.teredo(st, func(ts *status.TeredoState) {
 			ts.ExternalNATMapping, ts.Address = id.mapping.String(), id.addr.String()
-			ts.NATSpecialBehaviour = specialBehaviour(s.local, id.mapping)
+			ts.NATSpecialBehaviour = SpecialBehaviour(s.local, id.mapping)
 			ts.Peers = 0
 		})
 	})

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"net"
@@ -242,11 +241,7 @@ func (s *session) handle(b []byte, from netip.AddrPort, now time.Time) []byte {
 		return nil
 	}
 	if fromServer && d.HasAuth {
-		select {
-		case s.ras <- datagram{b: bytes.Clone(b), from: from, at: now}:
-		default:
-			c.drop(dropRAQueueFull, 1)
-		}
+		s.answer(b, from, now)
 		return nil
 	}
 	me := s.me.Load()
