@@ -34,6 +34,8 @@ type labFlags struct {
 	prefix      string
 	verbose     bool
 	waitTimeout time.Duration
+	waitSet     bool   // --wait was given
+	scenario    string // --scenario: the DirectAccess lab (lab_da.go)
 }
 
 func newLabCmd() *cobra.Command {
@@ -51,13 +53,27 @@ page from the intranet host, prints every daemon's status, and removes
 everything again. With --keep it stays up for you to explore until Ctrl-C
 (or 'iphttps lab down' from another terminal).
 
-Needs root and the Debian packages iproute2, dnsmasq-base and iputils-ping.`,
+With --scenario NAME it builds a DirectAccess deployment instead: the server
+with IP-HTTPS, Teredo and 6to4, and clients configured with all three, each
+choosing one as a DirectAccess client does. NAME is one of:
+` + labScenarioHelp() + `
+Each client reaches the intranet host (ping and web page) and the lab prints
+the method it chose and, from 'show paths', why.
+
+Needs root and the Debian packages iproute2, dnsmasq-base and iputils-ping
+(--scenario: iproute2, nftables and iputils-ping).`,
 		Example: `  sudo iphttps lab
   sudo iphttps lab --keep
+  sudo iphttps lab --scenario directaccess
+  sudo iphttps lab --scenario hotel --keep
   sudo iphttps lab down`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.waitSet = cmd.Flags().Changed("wait")
+			if f.scenario != "" {
+				return runLabScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+			}
 			return runLab(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -67,7 +83,8 @@ Needs root and the Debian packages iproute2, dnsmasq-base and iputils-ping.`,
 	fl.StringVar(&f.dir, "dir", labDefaultDir, "directory for the lab's certificates, logs, control sockets and state")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step of building and removing the lab on stderr")
 	fl.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix (for tests running beside a lab)")
-	fl.DurationVar(&f.waitTimeout, "wait", 30*time.Second, "how long to wait for each client to come up")
+	fl.DurationVar(&f.waitTimeout, "wait", 30*time.Second, "how long to wait for each client to come up (--scenario: 60s)")
+	fl.StringVar(&f.scenario, "scenario", "", "build a DirectAccess lab with all three methods instead: "+strings.Join(labScenarioNames(), ", "))
 	_ = fl.MarkHidden("prefix")
 	_ = fl.MarkHidden("wait")
 	cmd.AddCommand(newLabDownCmd())
@@ -120,11 +137,20 @@ func runLabDown(ctx context.Context, out, errOut io.Writer, dir, prefix string) 
 	if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("lab down: %w", err)
 	}
-	names, err := lab.LabNamespaces(ctx, prefix)
+	all, err := lab.ListNetns(ctx)
 	if err != nil {
 		return fmt.Errorf("lab down: %w", err)
 	}
+	var names []string // the default lab's and a --scenario lab's
+	for _, n := range all {
+		if lab.IsLabNamespace(prefix, n) || lab.IsSixToFourLabNamespace(prefix, n) {
+			names = append(names, n)
+		}
+	}
 	if err := lab.RemoveStale(ctx, prefix, log); err != nil {
+		return fmt.Errorf("lab down: %w", err)
+	}
+	if err := lab.RemoveStaleSixToFour(ctx, prefix); err != nil {
 		return fmt.Errorf("lab down: %w", err)
 	}
 	if len(names) == 0 {
@@ -150,6 +176,49 @@ func (d *labDemo) fail(format string, args ...any) {
 	fmt.Fprintf(d.out, "FAILED: %s\n", indentAfterFirst(msg, "  "))
 }
 
+// labEnv is what every kind of lab needs before it is built.
+type labEnv struct {
+	ctx  context.Context // ends on Ctrl-C (SIGINT) or SIGTERM
+	bin  string          // this executable, run as the daemons
+	dir  string          // --dir, absolute
+	logW io.Writer       // the lab's progress (stderr with --verbose)
+}
+
+// labSetup prepares a lab in f.dir: it catches Ctrl-C and SIGTERM (call
+// stop when done), finds the binary, and removes a stale lab recorded in
+// the directory (refusing if its process still runs).
+func labSetup(ctx context.Context, out, errOut io.Writer, f labFlags) (e labEnv, stop func(), err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	e.ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	if e.bin, err = os.Executable(); err != nil {
+		return e, stop, fmt.Errorf("lab: find own executable: %w", err)
+	}
+	if e.dir, err = filepath.Abs(f.dir); err != nil {
+		return e, stop, fmt.Errorf("lab: --dir: %w", err)
+	}
+	e.logW = io.Discard
+	if f.verbose {
+		e.logW = errOut
+	}
+	if s, err := lab.ReadState(e.dir); err == nil {
+		if s.Running() {
+			return e, stop, fmt.Errorf("lab: a lab is already running (pid %d, namespaces %s*); stop it with: sudo iphttps lab down --dir %s", s.LabPID, s.Prefix, e.dir)
+		}
+		fmt.Fprintf(out, "Removing a stale lab left in %s ...\n", e.dir)
+		if err := lab.Destroy(e.ctx, e.dir, slog.New(slog.NewTextHandler(e.logW, nil))); err != nil {
+			return e, stop, fmt.Errorf("lab: remove stale lab: %w", err)
+		}
+	}
+	return e, stop, nil
+}
+
 func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) {
 	if err := labPreflight(); err != nil {
 		return err
@@ -157,34 +226,12 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 	if f.clients < 1 || f.clients > 30 {
 		return fmt.Errorf("lab: --clients %d: want 1 to 30", f.clients)
 	}
-	if ctx == nil {
-		ctx = context.Background()
+	e, stop, err := labSetup(ctx, out, errOut, f)
+	if err != nil {
+		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	bin, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("lab: find own executable: %w", err)
-	}
-	dir, err := filepath.Abs(f.dir)
-	if err != nil {
-		return fmt.Errorf("lab: --dir: %w", err)
-	}
-	logW := io.Discard
-	if f.verbose {
-		logW = errOut
-	}
-	log := slog.New(slog.NewTextHandler(logW, nil))
-	if s, err := lab.ReadState(dir); err == nil {
-		if s.Running() {
-			return fmt.Errorf("lab: a lab is already running (pid %d, namespaces %s*); stop it with: sudo iphttps lab down --dir %s", s.LabPID, s.Prefix, dir)
-		}
-		fmt.Fprintf(out, "Removing a stale lab left in %s ...\n", dir)
-		if err := lab.Destroy(ctx, dir, log); err != nil {
-			return fmt.Errorf("lab: remove stale lab: %w", err)
-		}
-	}
+	ctx, bin, dir, logW := e.ctx, e.bin, e.dir, e.logW
 
 	fmt.Fprintf(out, "Building the lab (namespaces %s*, files in %s) ...\n", f.prefix, dir)
 	l, err := lab.Up(ctx, lab.Options{Prefix: f.prefix, Clients: f.clients, Dir: dir, Binary: bin, Log: logW})
@@ -209,27 +256,33 @@ func runLab(ctx context.Context, out, errOut io.Writer, f labFlags) (err error) 
 	if ctx.Err() == nil {
 		d.statuses(ctx)
 	}
+	return labFinish(ctx, out, dir, d.failures, f.keep, d.explore,
+		"All checks passed: the clients reach the intranet and each other through IP-HTTPS.")
+}
+
+// labFinish ends a lab's demonstration: interrupted, or the failed checks
+// (an error) or passed, then with keep the directions to explore (explore)
+// and a wait for Ctrl-C or 'iphttps lab down'.
+func labFinish(ctx context.Context, out io.Writer, dir string, failures []string, keep bool, explore func(dir string), passed string) error {
 	if ctx.Err() != nil {
 		return errors.New("lab: interrupted")
 	}
-	if len(d.failures) > 0 {
-		fmt.Fprintf(out, "\n%d check(s) FAILED:\n", len(d.failures))
-		for _, m := range d.failures {
+	var err error
+	if len(failures) > 0 {
+		fmt.Fprintf(out, "\n%d check(s) FAILED:\n", len(failures))
+		for _, m := range failures {
 			fmt.Fprintf(out, "  - %s\n", firstLine(m))
 		}
 		fmt.Fprintf(out, "The daemons' logs are in %s.\n", dir)
-		if f.keep {
-			d.explore(dir)
-			<-ctx.Done()
-		}
-		return fmt.Errorf("lab: %d check(s) failed", len(d.failures))
+		err = fmt.Errorf("lab: %d check(s) failed", len(failures))
+	} else {
+		fmt.Fprintln(out, "\n"+passed)
 	}
-	fmt.Fprintln(out, "\nAll checks passed: the clients reach the intranet and each other through IP-HTTPS.")
-	if f.keep {
-		d.explore(dir)
+	if keep {
+		explore(dir)
 		<-ctx.Done()
 	}
-	return nil
+	return err
 }
 
 // topology prints the map of the lab.
@@ -352,10 +405,6 @@ func (d *labDemo) statuses(ctx context.Context) {
 // explore tells how to look around in a lab that stays up.
 func (d *labDemo) explore(dir string) {
 	l := d.l
-	down := "sudo iphttps lab down"
-	if dir != labDefaultDir {
-		down += " --dir " + dir
-	}
 	fmt.Fprintf(d.out, `
 The lab stays up. Explore it from another terminal:
   # a shell on client 1 (try: ping -6 %[2]s; ip -6 addr show dev %[3]s; curl 'http://[%[2]s]/')
@@ -366,7 +415,15 @@ The lab stays up. Explore it from another terminal:
   # the daemons' logs
   ls %[6]s/*.log
 To remove the lab: Ctrl-C here, or '%[7]s'.
-`, l.ClientNS(1), lab.IntranetHost, lab.ClientDevice, l.SocketFile("cli1"), l.SocketFile("server"), dir, down)
+`, l.ClientNS(1), lab.IntranetHost, lab.ClientDevice, l.SocketFile("cli1"), l.SocketFile("server"), dir, labDownCommand(dir))
+}
+
+// labDownCommand is the command that removes the lab in dir.
+func labDownCommand(dir string) string {
+	if dir != labDefaultDir {
+		return "sudo iphttps lab down --dir " + dir
+	}
+	return "sudo iphttps lab down"
 }
 
 // indentAfterFirst indents every line but the first.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ import (
 // The 6to4 lab: a topology of its own, for 6to4 (RFC 3056, IPv6 straight
 // inside IPv4 protocol 41) between clients on the IPv4 Internet and
 // iphttps's server as a DirectAccess server's 6to4 relay. Names are
-// prefix+role, the prefix chosen by the caller; clients are of three kinds
+// prefix+role, the prefix chosen by the caller; clients are of five kinds
 // (SixToFourOptions.Clients), for example:
 //
 //	cli1 ─────────────────────┐ 198.51.100.11      public
@@ -54,7 +55,12 @@ import (
 //     must detect). A filtered client (SixToFourFiltered) is public, but
 //     inet drops IPv4 protocol 41 to and from it, counting the packets
 //     (SixToFourFilterRuleset, FilterDrops), as a firewall that only lets
-//     TCP, UDP and ICMP through would.
+//     TCP, UDP and ICMP through would. A client behind a NAT with a
+//     private address (SixToFourPrivateNAT) has 10.N.0.2/24 behind natN,
+//     masqueraded the same way: the range test refuses 6to4 for it. A
+//     client in a "hotel" (SixToFourHotel) is public, but inet drops its
+//     protocol 41 and its UDP to and from port 3544 (Teredo), counted in
+//     the same filter.
 //
 // Everything stays inside the namespaces; the addresses are documentation
 // ranges and 6to4 addresses made from them.
@@ -111,6 +117,12 @@ const (
 	// SixToFourFiltered: a public address, but protocol 41 dropped on the
 	// way.
 	SixToFourFiltered
+	// SixToFourPrivateNAT: behind a NAT, with a private inside address
+	// (10.N.0.2/24).
+	SixToFourPrivateNAT
+	// SixToFourHotel: a public address, but protocol 41 and UDP port
+	// 3544 dropped on the way (only TCP gets through to the server).
+	SixToFourHotel
 )
 
 func (k SixToFourKind) String() string {
@@ -121,6 +133,10 @@ func (k SixToFourKind) String() string {
 		return "nat"
 	case SixToFourFiltered:
 		return "filtered"
+	case SixToFourPrivateNAT:
+		return "private-nat"
+	case SixToFourHotel:
+		return "hotel"
 	}
 	return "kind" + strconv.Itoa(int(k))
 }
@@ -146,6 +162,17 @@ func sixToFourNATOutsideIPv4(i int) string { return fmt.Sprintf("192.0.2.%d", 10
 func sixToFourNATInsideIPv4(i, host int) string {
 	return fmt.Sprintf("198.51.100.%d", 128+4*(i-1)+host)
 }
+
+// behindNAT reports whether a client of kind k is behind a NAT.
+func (k SixToFourKind) behindNAT() bool { return k == SixToFourNAT || k == SixToFourPrivateNAT }
+
+// filtered reports whether inet filters a client of kind k
+// (SixToFourFilterRuleset).
+func (k SixToFourKind) filtered() bool { return k == SixToFourFiltered || k == SixToFourHotel }
+
+// sixToFourPrivateIPv4 is the NAT's (host 1) or the client's (host 2)
+// address on a private-NAT client i's inside link 10.i.0.0/24.
+func sixToFourPrivateIPv4(i, host int) string { return fmt.Sprintf("10.%d.0.%d", i, host) }
 
 // sixToFourRoleRE matches the roles of the 6to4 lab; stale clean-up only
 // touches prefix+role names.
@@ -201,6 +228,10 @@ func CheckSixToFourTools() error { return checkTools(SixToFourTools()) }
 type SixToFourLab struct {
 	*procLab // namespaces, processes, web server, Down
 	opts     SixToFourOptions
+
+	// Under procLab.mu:
+	etcDirs    []string // /etc/netns directories made by SetHosts
+	savedState bool     // SaveState wrote the state file
 }
 
 // SixToFourUp builds the 6to4 topology: namespaces, links, addresses,
@@ -252,7 +283,7 @@ func checkSixToFourClients(kinds []SixToFourKind) error {
 		return fmt.Errorf("6to4 lab: %d clients: want 1 to %d", len(kinds), maxSixToFourClients)
 	}
 	for i, k := range kinds {
-		if k < SixToFourPublic || k > SixToFourFiltered {
+		if k < SixToFourPublic || k > SixToFourHotel {
 			return fmt.Errorf("6to4 lab: client %d: unknown kind %d", i+1, int(k))
 		}
 	}
@@ -273,7 +304,7 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 	inet, da, corp := l.NS(SixToFourRoleInet), l.NS(SixToFourRoleServer), l.NS(SixToFourRoleCorp)
 	names := []string{inet, da, corp}
 	for i := 1; i <= l.Clients(); i++ {
-		if l.Kind(i) == SixToFourNAT {
+		if l.Kind(i).behindNAT() {
 			names = append(names, l.NATNS(i))
 		}
 		names = append(names, l.ClientNS(i))
@@ -301,11 +332,11 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 		func() error { return AddAddr(ctx, corp, vethToDA, SixToFourIntranetHost+"/64") },
 		func() error { return AddRoute(ctx, corp, "default", SixToFourIntranetRouter) },
 	}
-	var filtered []string
+	var filtered, hotels []string
 	for i := 1; i <= l.Clients(); i++ {
 		cli, role := l.ClientNS(i), SixToFourClientRole(i)
 		switch l.Kind(i) {
-		case SixToFourPublic, SixToFourFiltered:
+		case SixToFourPublic, SixToFourFiltered, SixToFourHotel:
 			toCli, addr := "to-"+role, SixToFourPublicIPv4(i)
 			steps = append(steps,
 				func() error { return AddVeth(ctx, inet, toCli, cli, vethToInet) },
@@ -313,12 +344,18 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 				func() error { return addPeer(ctx, cli, vethToInet, addr, SixToFourClientGateway) },
 				func() error { return AddRoute(ctx, cli, "default", SixToFourClientGateway) },
 			)
-			if l.Kind(i) == SixToFourFiltered {
+			if l.Kind(i).filtered() {
 				filtered = append(filtered, role)
 			}
-		case SixToFourNAT:
+			if l.Kind(i) == SixToFourHotel {
+				hotels = append(hotels, role)
+			}
+		case SixToFourNAT, SixToFourPrivateNAT:
 			nat, toNAT, outside := l.NATNS(i), "to-"+SixToFourNATRole(i), sixToFourNATOutsideIPv4(i)
-			toCli, gw, addr := "to-"+role, sixToFourNATInsideIPv4(i, 1), sixToFourNATInsideIPv4(i, 2)
+			toCli, gw, addr, bits := "to-"+role, sixToFourNATInsideIPv4(i, 1), sixToFourNATInsideIPv4(i, 2), "/30"
+			if l.Kind(i) == SixToFourPrivateNAT {
+				gw, addr, bits = sixToFourPrivateIPv4(i, 1), sixToFourPrivateIPv4(i, 2), "/24"
+			}
 			steps = append(steps,
 				func() error { return AddVeth(ctx, inet, toNAT, nat, vethToInet) },
 				func() error { return addPeer(ctx, inet, toNAT, SixToFourInetIPv4, outside) },
@@ -327,14 +364,14 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 				func() error { return SetSysctl(nat, "net.ipv4.ip_forward", "1") },
 				func() error { return l.loadRuleset(ctx, nat, TeredoNATRuleset(vethToInet, false)) },
 				func() error { return AddVeth(ctx, nat, toCli, cli, vethToNAT) },
-				func() error { return AddAddr(ctx, nat, toCli, gw+"/30") },
-				func() error { return AddAddr(ctx, cli, vethToNAT, addr+"/30") },
+				func() error { return AddAddr(ctx, nat, toCli, gw+bits) },
+				func() error { return AddAddr(ctx, cli, vethToNAT, addr+bits) },
 				func() error { return AddRoute(ctx, cli, "default", gw) },
 			)
 		}
 	}
 	if len(filtered) > 0 {
-		steps = append(steps, func() error { return l.loadRuleset(ctx, inet, SixToFourFilterRuleset(filtered)) })
+		steps = append(steps, func() error { return l.loadRuleset(ctx, inet, SixToFourFilterRuleset(filtered, hotels...)) })
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -349,11 +386,18 @@ func (l *SixToFourLab) makeTopology(ctx context.Context) error {
 // SixToFourFilterRuleset is inet's nftables ruleset for the filtered
 // clients (their roles, "cli3", ...): IPv4 protocol 41 forwarded to or
 // from a client's link is dropped and counted in a counter named after the
-// client.
-func SixToFourFilterRuleset(roles []string) string {
+// client. For the hotels among them (their roles, a subset of roles), UDP
+// to and from port 3544 (Teredo) is dropped and counted too.
+func SixToFourFilterRuleset(roles []string, hotels ...string) string {
 	var counters, rules strings.Builder
 	for _, r := range roles {
-		fmt.Fprintf(&counters, "\tcounter %s {\n\t\tcomment \"protocol 41 dropped to and from %s\"\n\t}\n", r, r)
+		what := "protocol 41"
+		if slices.Contains(hotels, r) {
+			what += " and UDP port 3544"
+			fmt.Fprintf(&rules, "\t\tiifname \"to-%[1]s\" udp dport 3544 counter name \"%[1]s\" drop\n", r)
+			fmt.Fprintf(&rules, "\t\toifname \"to-%[1]s\" udp sport 3544 counter name \"%[1]s\" drop\n", r)
+		}
+		fmt.Fprintf(&counters, "\tcounter %s {\n\t\tcomment \"%s dropped to and from %s\"\n\t}\n", r, what, r)
 		fmt.Fprintf(&rules, "\t\tiifname \"to-%[1]s\" ip protocol 41 counter name \"%[1]s\" drop\n", r)
 		fmt.Fprintf(&rules, "\t\toifname \"to-%[1]s\" ip protocol 41 counter name \"%[1]s\" drop\n", r)
 	}
@@ -369,10 +413,10 @@ table ip %[1]s {
 `, SixToFourFilterTable, counters.String(), rules.String())
 }
 
-// FilterDrops is how many protocol-41 packets inet dropped to and from
-// filtered client i.
+// FilterDrops is how many protocol-41 packets (and for a hotel, UDP
+// port-3544 ones) inet dropped to and from filtered or hotel client i.
 func (l *SixToFourLab) FilterDrops(ctx context.Context, i int) (uint64, error) {
-	if l.Kind(i) != SixToFourFiltered {
+	if !l.Kind(i).filtered() {
 		return 0, fmt.Errorf("6to4 lab: client %d is not filtered", i)
 	}
 	out, err := l.ExecContext(ctx, l.NS(SixToFourRoleInet), "nft", "list", "counter", "ip", SixToFourFilterTable, SixToFourClientRole(i))
@@ -411,7 +455,7 @@ func (l *SixToFourLab) ClientNS(i int) string { return l.NS(SixToFourClientRole(
 // NATNS is the namespace of the NAT client i is behind ("" for a client
 // not behind a NAT).
 func (l *SixToFourLab) NATNS(i int) string {
-	if l.Kind(i) != SixToFourNAT {
+	if !l.Kind(i).behindNAT() {
 		return ""
 	}
 	return l.NS(SixToFourNATRole(i))
@@ -420,8 +464,11 @@ func (l *SixToFourLab) NATNS(i int) string {
 // ClientIPv4 is client i's own IPv4 address, the one its 6to4 address
 // embeds (for a client behind a NAT, an inside address).
 func (l *SixToFourLab) ClientIPv4(i int) netip.Addr {
-	if l.Kind(i) == SixToFourNAT {
+	switch l.Kind(i) {
+	case SixToFourNAT:
 		return netip.MustParseAddr(sixToFourNATInsideIPv4(i, 2))
+	case SixToFourPrivateNAT:
+		return netip.MustParseAddr(sixToFourPrivateIPv4(i, 2))
 	}
 	return netip.MustParseAddr(SixToFourPublicIPv4(i))
 }
@@ -429,7 +476,7 @@ func (l *SixToFourLab) ClientIPv4(i int) netip.Addr {
 // ClientPublicIPv4 is the source address client i's packets reach the
 // server with (for a client behind a NAT, the NAT's outside address).
 func (l *SixToFourLab) ClientPublicIPv4(i int) netip.Addr {
-	if l.Kind(i) == SixToFourNAT {
+	if l.Kind(i).behindNAT() {
 		return netip.MustParseAddr(sixToFourNATOutsideIPv4(i))
 	}
 	return l.ClientIPv4(i)

@@ -39,7 +39,7 @@ func TestSixToFourLabAddresses(t *testing.T) {
 		}
 	}
 	l := &SixToFourLab{procLab: &procLab{prefix: "ip6x-"},
-		opts: SixToFourOptions{Clients: []SixToFourKind{SixToFourPublic, SixToFourNAT, SixToFourFiltered}}}
+		opts: SixToFourOptions{Clients: []SixToFourKind{SixToFourPublic, SixToFourNAT, SixToFourFiltered, SixToFourPrivateNAT, SixToFourHotel}}}
 	for _, c := range []struct {
 		got, want string
 	}{
@@ -55,6 +55,14 @@ func TestSixToFourLabAddresses(t *testing.T) {
 		{l.NATNS(2), "ip6x-nat2"},
 		{l.NATNS(1), ""},
 		{l.Kind(3).String(), "filtered"},
+		{l.ClientIPv4(4).String(), "10.4.0.2"},
+		{l.ClientPublicIPv4(4).String(), "192.0.2.104"},
+		{l.NATNS(4), "ip6x-nat4"},
+		{l.Kind(4).String(), "private-nat"},
+		{l.ClientIPv4(5).String(), "198.51.100.15"},
+		{l.ClientPublicIPv4(5).String(), "198.51.100.15"},
+		{l.NATNS(5), ""},
+		{l.Kind(5).String(), "hotel"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
@@ -93,8 +101,22 @@ func TestSixToFourFilterRuleset(t *testing.T) {
 			t.Errorf("ruleset lacks %q:\n%s", want, rs)
 		}
 	}
-	if strings.Contains(rs, "cli1") {
-		t.Errorf("ruleset filters an unfiltered client:\n%s", rs)
+	if strings.Contains(rs, "cli1") || strings.Contains(rs, "udp") {
+		t.Errorf("ruleset filters an unfiltered client, or UDP:\n%s", rs)
+	}
+	rs = SixToFourFilterRuleset([]string{"cli3", "cli5"}, "cli5")
+	for _, want := range []string{
+		`iifname "to-cli3" ip protocol 41 counter name "cli3" drop`,
+		`iifname "to-cli5" ip protocol 41 counter name "cli5" drop`,
+		`iifname "to-cli5" udp dport 3544 counter name "cli5" drop`,
+		`oifname "to-cli5" udp sport 3544 counter name "cli5" drop`,
+	} {
+		if !strings.Contains(rs, want) {
+			t.Errorf("hotel ruleset lacks %q:\n%s", want, rs)
+		}
+	}
+	if strings.Contains(rs, `"to-cli3" udp`) {
+		t.Errorf("ruleset drops UDP of a client that is no hotel:\n%s", rs)
 	}
 }
 
@@ -111,18 +133,25 @@ func TestParseNFTCounterPackets(t *testing.T) {
 // TestSixToFourUpDown builds the 6to4 topology without the server (root
 // only): the intranet web server answers from the server's namespace; a
 // public and a filtered client reach the server with their own addresses
-// (the filter lets UDP through and counts nothing), the client behind the
-// NAT with the NAT's; Down leaves nothing behind.
+// (the filter lets UDP through and counts nothing), the clients behind the
+// NATs with the NATs'; the hotel's UDP to port 3544 is dropped and
+// counted; Down leaves nothing behind, /etc/netns directories included.
 func TestSixToFourUpDown(t *testing.T) {
 	testenv.RequireRoot(t, "creates network namespaces")
 	testenv.Require(t, CheckSixToFourTools())
 	ctx := context.Background()
 	l, err := SixToFourUp(ctx, SixToFourOptions{Prefix: "ip6l-", Log: testWriter{t},
-		Clients: []SixToFourKind{SixToFourPublic, SixToFourNAT, SixToFourFiltered}})
+		Clients: []SixToFourKind{SixToFourPublic, SixToFourNAT, SixToFourFiltered, SixToFourPrivateNAT, SixToFourHotel}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Down() })
+	if err := l.SetHosts(l.ClientNS(1), SixToFourServerIPv4+" "+ServerName); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Exec(l.ClientNS(1), "getent", "hosts", ServerName); err != nil || !strings.HasPrefix(string(out), SixToFourServerIPv4) {
+		t.Errorf("hosts file in %s: getent hosts %s: %q %v", l.ClientNS(1), ServerName, out, err)
+	}
 
 	line, body, err := HTTPGet(ctx, l.NS(SixToFourRoleServer), "http://["+SixToFourIntranetHost+"]/")
 	if err != nil || line != "HTTP/1.1 200 OK" || !strings.Contains(string(body), SixToFourIntranetHost) {
@@ -136,12 +165,27 @@ func TestSixToFourUpDown(t *testing.T) {
 	if n, err := l.FilterDrops(ctx, 3); err != nil || n != 0 {
 		t.Errorf("FilterDrops(3) = %d, %v; want 0", n, err)
 	}
+	err = Do(l.ClientNS(5), func() error {
+		c, err := net.Dial("udp4", net.JoinHostPort(SixToFourServerIPv4, "3544"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("Teredo from the hotel"))
+		return err
+	})
+	if err != nil {
+		t.Errorf("UDP to port 3544 from the hotel: %v", err)
+	}
+	if n, err := l.FilterDrops(ctx, 5); err != nil || n != 1 {
+		t.Errorf("FilterDrops(5) after one datagram to port 3544 = %d, %v; want 1", n, err)
+	}
 	if _, err := l.FilterDrops(ctx, 1); err == nil {
 		t.Error("FilterDrops of a client that is not filtered")
 	}
 	names, dir := l.Namespaces(), l.Dir()
-	if len(names) != 7 {
-		t.Errorf("namespaces %v, want 7 (inet, da, corp, three clients, one NAT)", names)
+	if len(names) != 10 {
+		t.Errorf("namespaces %v, want 10 (inet, da, corp, five clients, two NATs)", names)
 	}
 	if err := l.Down(); err != nil {
 		t.Fatal(err)
@@ -153,6 +197,9 @@ func TestSixToFourUpDown(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("temporary lab directory left: %v", err)
+	}
+	if _, err := os.Stat(etcNetnsPath(l.ClientNS(1))); !os.IsNotExist(err) {
+		t.Errorf("/etc/netns directory left: %v", err)
 	}
 }
 

@@ -121,7 +121,7 @@ func Destroy(ctx context.Context, dir string, log *slog.Logger) error {
 		}
 	}
 	for _, ns := range s.Namespaces {
-		if !IsLabNamespace(s.Prefix, ns) {
+		if !IsLabNamespace(s.Prefix, ns) && !IsSixToFourLabNamespace(s.Prefix, ns) {
 			log.Warn("state file names a namespace without the lab prefix; leaving it alone", "namespace", ns)
 			continue
 		}
@@ -133,7 +133,7 @@ func Destroy(ctx context.Context, dir string, log *slog.Logger) error {
 		}
 	}
 	for _, d := range s.EtcNetns {
-		if filepath.Dir(d) != etcNetnsDir || !IsLabNamespace(s.Prefix, filepath.Base(d)) {
+		if base := filepath.Base(d); filepath.Dir(d) != etcNetnsDir || !IsLabNamespace(s.Prefix, base) && !IsSixToFourLabNamespace(s.Prefix, base) {
 			continue
 		}
 		if err := os.RemoveAll(d); err != nil {

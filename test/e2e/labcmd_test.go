@@ -182,12 +182,12 @@ func (p *keepProc) wait(timeout time.Duration) error {
 	}
 }
 
-// startKeep starts `iphttps lab --keep` and waits (up to 2 minutes) until
-// it says the lab stays up.
-func startKeep(t *testing.T, bin, prefix, dir string) *keepProc {
+// startKeep starts `iphttps lab --keep` (with extra arguments) and waits
+// (up to 2 minutes) until it says the lab stays up.
+func startKeep(t *testing.T, bin, prefix, dir string, extra ...string) *keepProc {
 	t.Helper()
 	p := &keepProc{
-		cmd:    exec.Command(bin, "lab", "--keep", "--prefix", prefix, "--dir", dir),
+		cmd:    exec.Command(bin, append([]string{"lab", "--keep", "--prefix", prefix, "--dir", dir}, extra...)...),
 		exited: make(chan struct{}),
 	}
 	pr, pw := io.Pipe()

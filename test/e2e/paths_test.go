@@ -3,13 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/iphttps/iphttps/internal/control"
 	"github.com/iphttps/iphttps/internal/lab"
 	"github.com/iphttps/iphttps/internal/status"
 )
@@ -22,34 +19,19 @@ type pathsClient struct {
 	sock string
 }
 
-// startPathsClient starts `iphttps client URL --teredo-server
-// --6to4-relay` in client i's namespace: the lab server's three methods,
-// its self-signed certificate trusted; the URL's host is name, which the
-// namespace's hosts file gives the server's address.
+// startPathsClient starts iphttps's client with the lab server's three
+// methods in client i's namespace (StartDAClient); the URL's host is name,
+// which the namespace's hosts file gives the server's address.
 func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, name string, extra ...string) *pathsClient {
 	t.Helper()
-	ns := l.ClientNS(i)
-	etc := filepath.Join("/etc/netns", ns)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte(l.ServerIPv4().String()+" "+name+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	proc := "iphttps-paths-" + lab.SixToFourClientRole(i)
-	c := &pathsClient{t: t, l: l, i: i, sock: l.SocketFile(proc)}
-	server := l.ServerIPv4().String()
-	argv := append([]string{requireLab(t), "client", "https://" + name + "/IPHTTPS",
-		"--ca", filepath.Join(l.Dir(), "self-signed-"+lab.ServerName+".pem"),
-		"--teredo-server", server, "--teredo-lab", "--6to4-relay", server, "--6to4-lab",
-		"--route", lab.SixToFourIntranetPrefix, "--control-socket", c.sock, "--log-level", "debug"}, extra...)
-	if err := l.Start(proc, ns, argv...); err != nil {
+	requireLab(t)
+	c := &pathsClient{t: t, l: l, i: i, sock: l.DAClientSocket(i)}
+	if err := l.StartDAClient(i, name, extra...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			f := l.LogFile(proc)
+			f := l.LogFile(lab.DAClientName(i))
 			t.Logf("--- last lines of %s:\n%s", f, lab.LogTail(f, 40))
 		}
 	})
@@ -57,10 +39,7 @@ func startPathsClient(t *testing.T, l *lab.SixToFourLab, i int, name string, ext
 }
 
 func (c *pathsClient) paths() ([]status.Path, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := control.Fetch(ctx, c.sock)
-	return st.Paths, err
+	return c.l.DAClientPaths(context.Background(), c.i)
 }
 
 // waitActive waits until method carries the traffic and returns the paths
@@ -68,19 +47,11 @@ func (c *pathsClient) paths() ([]status.Path, error) {
 func (c *pathsClient) waitActive(method string, timeout time.Duration) []status.Path {
 	c.t.Helper()
 	start := time.Now()
-	var ps []status.Path
-	var err error
-	for time.Since(start) < timeout {
-		ps, err = c.paths()
-		for _, p := range ps {
-			if p.Active && p.Method == method {
-				c.t.Logf("%s: traffic over %s after %s", lab.SixToFourClientRole(c.i), method, time.Since(start).Round(time.Millisecond))
-				return ps
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	ps, err := c.l.WaitDAClientMethod(context.Background(), c.i, method, timeout)
+	if err != nil {
+		c.t.Fatalf("%s: %s does not carry the traffic: %v (%+v)", lab.SixToFourClientRole(c.i), method, err, ps)
 	}
-	c.t.Fatalf("%s: %s does not carry the traffic after %s: %+v (%v)", lab.SixToFourClientRole(c.i), method, timeout, ps, err)
+	c.t.Logf("%s: traffic over %s after %s", lab.SixToFourClientRole(c.i), method, time.Since(start).Round(time.Millisecond))
 	return ps
 }
 
@@ -104,7 +75,7 @@ func blockFor(t *testing.T, l *lab.SixToFourLab, i int, table string, match ...s
 	t.Helper()
 	inet := l.NS(lab.SixToFourRoleInet)
 	dev := "to-" + lab.SixToFourClientRole(i)
-	if l.Kind(i) == lab.SixToFourNAT {
+	if l.NATNS(i) != "" {
 		dev = "to-" + lab.SixToFourNATRole(i)
 	}
 	cmds := [][]string{

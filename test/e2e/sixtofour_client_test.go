@@ -138,11 +138,7 @@ func pingCount(t *testing.T, l *lab.SixToFourLab, i int, dst netip.Addr, count i
 // server runs them: the clients' mapping test asks it.
 func startSixToFourServerWithTeredo(t *testing.T, l *lab.SixToFourLab) relayServer {
 	t.Helper()
-	secondary := l.ServerIPv4().Next().String()
-	if out, err := l.Exec(l.NS(lab.SixToFourRoleServer), "ip", "addr", "add", secondary+"/24", "dev", "to-inet"); err != nil {
-		t.Fatalf("second server address: %v: %s", err, out)
-	}
-	if err := l.StartServer(context.Background(), "--teredo", l.ServerIPv4().String(), "--teredo-lab"); err != nil {
+	if err := l.StartDAServer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return relayServer{t: t, sock: l.ServerSocket(), transport: "6to4"}
