@@ -49,7 +49,7 @@ func pathSelector(cfg config.Client, log *slog.Logger) (*paths.Selector, string,
 			if err != nil {
 				return nil, "", err
 			}
-			methods = append(methods, paths.Method{Name: "Teredo", Transport: t, Budget: paths.TeredoBudget})
+			methods = append(methods, paths.Method{Name: "Teredo", Transport: t, Budget: paths.TeredoBudget, HoldBack: paths.StartAlongside})
 			urls = append(urls, "teredo://"+cfg.TeredoServer)
 		case "ip-https", "iphttps":
 			if cfg.URL == "" {
@@ -62,7 +62,7 @@ func pathSelector(cfg config.Client, log *slog.Logger) (*paths.Selector, string,
 			if configErr != nil {
 				return nil, "", fmt.Errorf("url: %w", configErr)
 			}
-			methods = append(methods, paths.Method{Name: "IP-HTTPS", Transport: t})
+			methods = append(methods, paths.Method{Name: "IP-HTTPS", Transport: t, HoldBack: paths.IPHTTPSHoldBack})
 			urls = append(urls, cfg.URL)
 		default:
 			return nil, "", fmt.Errorf("paths_order: unknown method %q (want 6to4, teredo, ip-https)", name)

@@ -7,12 +7,13 @@
 // methods' transports on the one host side: one TUN device, one set of
 // intranet routes. The rules:
 //
-//   - Methods are tried one at a time in order: a method starts when every
-//     better one has failed in this round (so IP-HTTPS holds back while
-//     Teredo still qualifies). A method with a budget (Teredo: 30 s) that
-//     is not up by then is given up.
-//   - The first method up carries the traffic. Nothing worse is started
-//     while it does.
+//   - Methods start in order: a method starts when every better one has
+//     failed in this round, or has been trying for the method's HoldBack
+//     (Teredo starts alongside 6to4; IP-HTTPS holds back 10 s while Teredo
+//     still qualifies). A method with a budget (Teredo: 30 s) that is not
+//     up by then is given up.
+//   - The best method up carries the traffic; a worse one that comes up
+//     after it stops, and nothing worse starts while it carries.
 //   - When it fails, the next method that has not failed in this round
 //     starts at once; the failed one's addresses and routes go (a route
 //     another method also holds stays).
@@ -51,7 +52,21 @@ type Method struct {
 	// Budget bounds how long the method may take to come up before it is
 	// given up for this round (0: its own timeouts only).
 	Budget time.Duration
+	// HoldBack is how long the method waits for the better methods still
+	// trying before it starts alongside them (0: until they have failed).
+	// Teredo does not wait for 6to4 (they do not compete, and 6to4's
+	// tests take seconds on a network that drops protocol 41); IP-HTTPS
+	// holds back 10 s while Teredo qualifies, as Windows does.
+	HoldBack time.Duration
 }
+
+// IPHTTPSHoldBack is how long IP-HTTPS waits for Teredo still qualifying
+// before it qualifies too: Windows' IP-HTTPS waits at least 10 s.
+const IPHTTPSHoldBack = 10 * time.Second
+
+// StartAlongside is the HoldBack of a method that starts with the better
+// ones (Teredo next to 6to4).
+const StartAlongside = time.Nanosecond
 
 // Options configure a Selector.
 type Options struct {

@@ -89,6 +89,7 @@ func (r *round) loop(ctx context.Context) (bool, error) {
 			}
 		case <-budgets.C:
 			r.checkBudgets()
+			r.advance(ctx, "hold-back")
 		case <-recheck.C:
 			if r.active > 0 {
 				for i := 0; i < r.active; i++ {
@@ -116,15 +117,28 @@ func (r *round) running() int {
 // still trying, nothing worse than the one carrying traffic, nothing that
 // failed in this round.
 func (r *round) advance(ctx context.Context, why string) {
+	// trying is the earliest start of a better method still trying.
+	var trying time.Time
 	for i, m := range r.s.o.Methods {
 		if r.active >= 0 && i >= r.active {
 			return
 		}
-		if r.runs[i] != nil {
-			return
+		if ru := r.runs[i]; ru != nil {
+			if trying.IsZero() || ru.started.Before(trying) {
+				trying = ru.started
+			}
+			continue
 		}
 		if r.failed[i] {
 			continue
+		}
+		if !trying.IsZero() {
+			// A better method still tries: this one holds back, for its
+			// HoldBack at most (0: until the better ones have failed).
+			if m.HoldBack <= 0 || time.Since(trying) < m.HoldBack {
+				return
+			}
+			why = fmt.Sprintf("the better methods still try after %v", m.HoldBack)
 		}
 		r.start(ctx, i, m, why)
 		return
@@ -159,7 +173,10 @@ func (r *round) attached(ctx context.Context, ev event) {
 		return
 	}
 	if r.active >= 0 && ev.i > r.active {
-		return // cannot happen: nothing worse starts while one carries
+		// A worse method that started alongside came up after a better
+		// one: it is not needed.
+		r.stop(ev.i, r.s.o.Methods[r.active].Name+" is up")
+		return
 	}
 	prev := r.active
 	r.active = ev.i
