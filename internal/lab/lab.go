@@ -823,20 +823,8 @@ func (l *Lab) Down() error {
 	}
 	// The HTTP proxies (squid) and the BlockDirect table: see proxy.go.
 	errs = append(errs, l.downProxies(procs)...)
-	if web != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = web.Shutdown(ctx)
-		cancel()
-		_ = web.Close()
-		<-webDone
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, ns := range slices.Backward(namespaces) {
-		if err := DeleteNetns(ctx, ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	stopWeb(web, webDone)
+	errs = append(errs, deleteNetnsAll(namespaces)...)
 	for _, d := range etcDirs {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))

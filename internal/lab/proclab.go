@@ -383,20 +383,8 @@ func (l *procLab) Down() error {
 			errs = append(errs, fmt.Errorf("stop %s: %w\n%s", n, err, LogTail(p.logPath, 20)))
 		}
 	}
-	if web != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = web.Shutdown(ctx)
-		cancel()
-		_ = web.Close()
-		<-webDone
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, ns := range slices.Backward(namespaces) {
-		if err := DeleteNetns(ctx, ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	stopWeb(web, webDone)
+	errs = append(errs, deleteNetnsAll(namespaces)...)
 	if l.tempDir {
 		if err := os.RemoveAll(l.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s directory: %w", l.what, err))
@@ -404,4 +392,29 @@ func (l *procLab) Down() error {
 	}
 	l.log.Info(l.what+" is down", "prefix", l.prefix)
 	return errors.Join(errs...)
+}
+
+// stopWeb stops a lab's intranet web server (nil: none) and waits for it.
+func stopWeb(web *http.Server, done <-chan struct{}) {
+	if web == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = web.Shutdown(ctx)
+	cancel()
+	_ = web.Close()
+	<-done
+}
+
+// deleteNetnsAll deletes a lab's namespaces, the last made first.
+func deleteNetnsAll(namespaces []string) []error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for _, ns := range slices.Backward(namespaces) {
+		if err := DeleteNetns(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

@@ -3,6 +3,7 @@ package paths
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	hostside "github.com/iphttps/iphttps/internal/client"
@@ -135,14 +136,16 @@ func (h *hostView) AddAddr(a netip.Prefix, valid, preferred time.Duration, linkL
 		return err
 	}
 	h.s.mu.Lock()
-	h.addrs = appendNew(h.addrs, a)
+	if !slices.Contains(h.addrs, a) {
+		h.addrs = append(h.addrs, a)
+	}
 	h.s.mu.Unlock()
 	return nil
 }
 
 func (h *hostView) DelAddr(a netip.Prefix) error {
 	h.s.mu.Lock()
-	h.addrs = remove(h.addrs, a)
+	h.addrs = slices.DeleteFunc(h.addrs, func(q netip.Prefix) bool { return q == a })
 	h.s.mu.Unlock()
 	return h.Host.DelAddr(a)
 }
@@ -203,23 +206,4 @@ func (h *hostView) release() {
 			log.Warn("path: cannot remove a route of an ended method", "route", dst, "err", err)
 		}
 	}
-}
-
-func appendNew(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
-	for _, q := range ps {
-		if q == p {
-			return ps
-		}
-	}
-	return append(ps, p)
-}
-
-func remove(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
-	out := ps[:0]
-	for _, q := range ps {
-		if q != p {
-			out = append(out, q)
-		}
-	}
-	return out
 }

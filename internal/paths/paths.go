@@ -234,7 +234,8 @@ func (s *Selector) Connect(ctx context.Context, l hostside.Link) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &round{s: s, l: l, log: s.o.Log, events: make(chan event, 4*len(s.o.Methods)),
-		runs: make([]*run, len(s.o.Methods)), failed: make([]bool, len(s.o.Methods)), active: -1}
+		runs: make([]*run, len(s.o.Methods)), failed: make([]bool, len(s.o.Methods)),
+		probing: make([]bool, len(s.o.Methods)), active: -1}
 	for i := range s.o.Methods {
 		s.setPath(i, func(p *status.Path) { p.Active, p.State = false, StateWaiting })
 	}

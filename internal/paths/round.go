@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	hostside "github.com/iphttps/iphttps/internal/client"
@@ -14,17 +15,16 @@ import (
 // round is one Connect of the Selector: which methods run, which one
 // carries the traffic, which failed. Only its loop goroutine touches it.
 type round struct {
-	s      *Selector
-	l      hostside.Link
-	log    *slog.Logger
-	events chan event
-	runs   []*run // the running methods' sessions
-	failed []bool // failed in this round (cleared for a recheck)
-	active int    // the method carrying traffic, -1 for none
-	upEver bool
-	last   error // the last failure
-	probes int   // probes of worse methods still running
-	probed []bool
+	s       *Selector
+	l       hostside.Link
+	log     *slog.Logger
+	events  chan event
+	runs    []*run // the running methods' sessions
+	failed  []bool // failed in this round (cleared for a recheck)
+	active  int    // the method carrying traffic, -1 for none
+	upEver  bool
+	last    error  // the last failure
+	probing []bool // a probe of that (worse) method is running
 }
 
 // run is one session of a method.
@@ -201,7 +201,7 @@ func (r *round) attached(ctx context.Context, ev event) {
 			r.stop(j, name+" is up")
 		}
 	}
-	r.publish(ev.i)
+	r.publish()
 	r.probeWorse(ctx)
 }
 
@@ -211,16 +211,12 @@ func (r *round) probeWorse(ctx context.Context) {
 	if r.active < 0 {
 		return
 	}
-	if r.probed == nil {
-		r.probed = make([]bool, len(r.runs))
-	}
 	for j := r.active + 1; j < len(r.runs); j++ {
 		p, ok := r.s.o.Methods[j].Transport.(Prober)
-		if !ok || r.runs[j] != nil || r.probed[j] {
+		if !ok || r.runs[j] != nil || r.probing[j] {
 			continue
 		}
-		r.probed[j] = true
-		r.probes++
+		r.probing[j] = true
 		now := time.Now()
 		r.s.setPath(j, func(p *status.Path) { p.LastTried = now })
 		log := r.log.With("path", r.s.o.Methods[j].Name)
@@ -236,8 +232,7 @@ func (r *round) probeWorse(ctx context.Context) {
 // probeDone records a probe's result: the method stands by, or why it
 // would fail.
 func (r *round) probeDone(ev event) {
-	r.probes--
-	r.probed[ev.i] = false
+	r.probing[ev.i] = false
 	if r.runs[ev.i] != nil {
 		return // it started meanwhile: its session says more
 	}
@@ -250,7 +245,7 @@ func (r *round) probeDone(ev event) {
 		r.s.setPath(ev.i, func(p *status.Path) { p.State, p.Code, p.Status, p.Reason = StateFailed, code, "probe failed", text })
 		r.log.Info("path: "+r.s.o.Methods[ev.i].Name+" would not work", "code", code, "err", ev.err)
 	}
-	r.publish(ev.i)
+	r.publish()
 }
 
 // ended: method i's session returned.
@@ -271,7 +266,7 @@ func (r *round) ended(ctx context.Context, ev event) {
 	}
 	if ru != nil && ru.stopped != "" && ctx.Err() == nil {
 		r.s.setPath(ev.i, func(p *status.Path) { p.Active, p.State, p.Reason = false, StateStopped, ru.stopped })
-		r.publish(ev.i)
+		r.publish()
 		return
 	}
 	if ctx.Err() != nil {
@@ -298,7 +293,7 @@ func (r *round) ended(ctx context.Context, ev event) {
 		r.log.Info("path: "+name+" failed", "code", code, "err", err)
 		r.advance(ctx, name+" failed ("+code+")")
 	}
-	r.publish(ev.i)
+	r.publish()
 }
 
 // stop ends method i's session because of why (not a failure).
@@ -317,10 +312,10 @@ func (r *round) stopAll(why string) {
 
 // drain waits for every session to return, releasing what each held.
 func (r *round) drain() {
-	for r.running() > 0 || r.probes > 0 {
+	for r.running() > 0 || slices.Contains(r.probing, true) {
 		ev := <-r.events
 		if ev.probe {
-			r.probes--
+			r.probing[ev.i] = false
 			continue
 		}
 		if ev.ended && r.runs[ev.i] != nil {
@@ -347,9 +342,8 @@ func (r *round) checkBudgets() {
 	}
 }
 
-// publish puts the methods' states and method i's own blocks into the
-// host side's status.
-func (r *round) publish(i int) {
+// publish puts the methods' states into the host side's status.
+func (r *round) publish() {
 	paths := r.s.pathsCopy()
 	r.l.Update(func(st *status.Interface) { st.Paths = paths })
 }

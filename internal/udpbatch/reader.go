@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -47,6 +48,8 @@ type Datagram struct {
 	// Truncated is set for a datagram longer than the reader's maximum
 	// (B then holds none of it).
 	Truncated bool
+	// At is when the receive call returned (one clock read per batch).
+	At time.Time
 }
 
 // Read waits for datagrams and calls fn for each, in order. It returns the
@@ -56,6 +59,7 @@ func (r *Reader) Read(fn func(Datagram)) error {
 	if err != nil {
 		return err
 	}
+	at := time.Now()
 	for i := range n {
 		m := &r.ms[i]
 		var from netip.AddrPort
@@ -71,30 +75,30 @@ func (r *Reader) Read(fn func(Datagram)) error {
 		}
 		b := m.Buffers[0][:m.N]
 		if m.Flags&unix.MSG_TRUNC != 0 {
-			fn(Datagram{From: from, Truncated: true})
+			fn(Datagram{From: from, Truncated: true, At: at})
 			continue
 		}
 		seg := groSize(m.OOB[:m.NN])
 		if seg <= 0 || seg >= len(b) {
-			r.deliver(fn, b, from)
+			r.deliver(fn, b, from, at)
 			continue
 		}
 		r.Coalesced++
 		for len(b) > 0 {
 			d := b[:min(seg, len(b))]
 			b = b[len(d):]
-			r.deliver(fn, d, from)
+			r.deliver(fn, d, from, at)
 		}
 	}
 	return nil
 }
 
-func (r *Reader) deliver(fn func(Datagram), b []byte, from netip.AddrPort) {
+func (r *Reader) deliver(fn func(Datagram), b []byte, from netip.AddrPort, at time.Time) {
 	if len(b) > r.max {
-		fn(Datagram{From: from, Truncated: true})
+		fn(Datagram{From: from, Truncated: true, At: at})
 		return
 	}
-	fn(Datagram{B: b, From: from})
+	fn(Datagram{B: b, From: from, At: at})
 }
 
 // Serve reads until the socket is closed: fn for each datagram, then

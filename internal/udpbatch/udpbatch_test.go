@@ -218,7 +218,7 @@ func TestReaderCoalesced(t *testing.T) {
 	for len(got) < len(want) {
 		to.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if err := rd.Read(func(d Datagram) {
-			if d.Truncated || d.From != addrOf(from) {
+			if d.Truncated || d.From != addrOf(from) || d.At.IsZero() || time.Since(d.At) > 5*time.Second {
 				t.Errorf("datagram %d: %+v", len(got), d)
 			}
 			got = append(got, bytes.Clone(d.B))

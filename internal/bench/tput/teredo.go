@@ -114,18 +114,8 @@ func (b *bench) runRelayed(ctx context.Context, run int, sec, name string, srvAr
 	if mtu, err := linkMTU(ctx, NSCli, iphttpsCliDev); err == nil {
 		b.res.Machine.MTU[sec] = mtu
 	}
-	counters := func(ctx context.Context) map[string]uint64 {
-		out := map[string]uint64{}
-		if ctx.Err() != nil {
-			return out
-		}
-		if err := b.iphttpsCounters(ctx, out, srvSock, cliSock); err != nil {
-			b.log.Warn("iphttps statistics", "err", err)
-		}
-		return out
-	}
 	daemons := []daemon{{"server", srv}, {"client", cli}}
-	b.measureTunnel(ctx, run, sec, teredoTarget, daemons, counters, &sess)
+	b.measureTunnel(ctx, run, sec, teredoTarget, daemons, b.tunnelCounters(srvSock, cliSock, false), &sess)
 	if !daemonsRunning(daemons) {
 		fail(fmt.Errorf("a daemon exited during the tests"), srvLog, cliLog)
 	}

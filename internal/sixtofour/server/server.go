@@ -165,11 +165,7 @@ func (s *Server) read() error {
 		w = s.o.NewHostWriter()
 	}
 	pending := false
-	var now time.Time
 	each := func(d udpbatch.Datagram) {
-		if now.IsZero() {
-			now = time.Now()
-		}
 		s.c.received.Add(1)
 		if d.Truncated {
 			s.c.oversized.Add(1)
@@ -179,7 +175,7 @@ func (s *Server) read() error {
 		if !ok {
 			return
 		}
-		s.heard(d.From.Addr(), len(p), now)
+		s.heard(d.From.Addr(), len(p), d.At)
 		s.c.toHost.Add(1)
 		s.c.toHostBytes.Add(uint64(len(p)))
 		if w != nil {
@@ -190,7 +186,6 @@ func (s *Server) read() error {
 		}
 	}
 	return r.Serve(each, func() {
-		now = time.Time{}
 		if pending {
 			pending = false
 			if err := w.Flush(); err != nil {

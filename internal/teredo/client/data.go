@@ -200,17 +200,13 @@ func (s *session) read() error {
 		}
 		pkts, nbytes = 0, 0
 	}
-	var now time.Time // when the batch arrived
 	each := func(d udpbatch.Datagram) {
-		if now.IsZero() {
-			now = time.Now()
-		}
 		c.add(&c.datagramsIn, 1)
 		if d.Truncated {
 			c.drop(dropOversized, 1)
 			return
 		}
-		if p := s.handle(d.B, d.From, now); p != nil {
+		if p := s.handle(d.B, d.From, d.At); p != nil {
 			if w.Pending() == readBatch {
 				flush()
 			}
@@ -218,10 +214,7 @@ func (s *session) read() error {
 			pkts, nbytes = pkts+1, nbytes+len(p)
 		}
 	}
-	return r.Serve(each, func() {
-		now = time.Time{}
-		flush()
-	})
+	return r.Serve(each, flush)
 }
 
 // handle applies the reception rules to a datagram from from; it returns

@@ -62,15 +62,6 @@ type Options struct {
 type hostBatch struct {
 	w       tundev.PacketWriter
 	pending bool
-	now     time.Time // when the batch arrived: read once per batch, by clock()
-}
-
-// clock is the time the current batch arrived.
-func (w *hostBatch) clock() time.Time {
-	if w.now.IsZero() {
-		w.now = time.Now()
-	}
-	return w.now
 }
 
 // readBatch is how many datagrams one receive call (recvmmsg) takes;
@@ -234,10 +225,9 @@ func (s *Server) read(i int) error {
 			s.c.drop(dropTruncated)
 			return
 		}
-		s.handle(i, d.B, d.From, &w)
+		s.handle(i, d.B, d.From, d.At, &w)
 	}
 	return r.Serve(each, func() {
-		w.now = time.Time{}
 		if w.pending {
 			w.pending = false
 			if err := w.w.Flush(); err != nil {
@@ -279,8 +269,8 @@ const maxForwardedICMPv6 = 88
 const maxForwardedTrailers = 64
 
 // handle applies the server and relay rules to one datagram that arrived
-// on socket i from src.
-func (s *Server) handle(i int, b []byte, src netip.AddrPort, w *hostBatch) {
+// on socket i from src at now.
+func (s *Server) handle(i int, b []byte, src netip.AddrPort, now time.Time, w *hostBatch) {
 	s.c.datagrams.Add(1)
 	if !teredo.IsGlobalUnicast(src.Addr(), s.o.Lab) {
 		s.c.drop(dropSourceGlobal)
@@ -335,7 +325,7 @@ func (s *Server) handle(i int, b []byte, src netip.AddrPort, w *hostBatch) {
 		s.betweenClients(a, d, src)
 		return
 	}
-	s.fromClient(from, p, src, w)
+	s.fromClient(from, p, src, now, w)
 }
 
 // solicited answers a router solicitation (RFC 4380 section 5.3.2): from
@@ -425,8 +415,7 @@ func (s *Server) forward(to teredo.Address, p, trailers []byte, src netip.AddrPo
 // fromClient relays a Teredo client's packet for a native destination to
 // the host (RFC 4380 section 5.4.2): the mapping was checked, so the peer
 // is trusted; the destination must be one the relay serves.
-func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort, w *hostBatch) {
-	now := w.clock()
+func (s *Server) fromClient(from netip.Addr, p []byte, src netip.AddrPort, now time.Time, w *hostBatch) {
 	if !s.peers.Received(from, src, now) {
 		for _, q := range s.peers.Heard(from, src, now) {
 			s.send(0, q, src)
